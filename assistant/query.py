@@ -14,17 +14,30 @@ standalone question is what retrieval and the LLM see.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from assistant.text import analyze, fold
 
 # Patterns run on folded (lowercase, unaccented) text.
+# Each scenario by name and by the descriptions the dossier gives of it (the CMVRH is the
+# ministry's « centre de valorisation des ressources humaines » and main training operator; the
+# ENTPE, the engineering school in Vaulx-en-Velin near Lyon; the UGE, the national multi-campus
+# university born of the 2021 merger, the candidate whose note proposes the CIPEN).
 SCENARIO_PATTERNS: dict[str, re.Pattern[str]] = {
-    "cmvrh": re.compile(r"\bc?m?vrh\b|\bcvrh\b|valorisation des ressources humaines"),
-    "entpe": re.compile(r"\bentpe\b|travaux publics de l.etat|vaulx"),
-    "uge": re.compile(r"universite gustave eiffel|\buge\b|gustave|eiffel|\buniversite\b|\buniversitaire\b"),
+    "cmvrh": re.compile(
+        r"\bcmvrh\b|\bcvrh\b|valorisation (des )?(ressources humaines|rh)\b|"
+        r"centre (ministeriel )?de valorisation|"
+        r"operateur (principal )?de(s)? formations? (continue )?du (mte|ministere)"
+    ),
+    "entpe": re.compile(r"\bentpe\b|travaux publics|vaulx|\blyon(nais|naise)?\b|ecole d.ingenieurs?\b"),
+    "uge": re.compile(
+        r"universite gustave eiffel|\buge\b|gustave|eiffel|\buniversites?\b|\buniversitaire\b|"
+        r"etablissement (candidat|d.enseignement superieur|universitaire)|fusion de 2021|multi.?campus"
+    ),
     "note": re.compile(
-        r"\bcipen\b|\bcosa\b|\bnote (de |d.)?(l.)?(uge|universite|proposition)|proposition (de|d.)"
+        r"\bcipen\b|\bcosa\b|\b(la|sa|cette) note\b|\bnote (de |d.)?(l.)?(uge|universite|proposition)|"
+        r"proposition (de|d.)|candidature"
     ),
 }
 SECTION_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -86,12 +99,25 @@ def detect_sections(text: str) -> list[str]:
     return [kind for kind, pattern in SECTION_PATTERNS.items() if pattern.search(folded)]
 
 
+def _fold_char(ch: str) -> str:
+    base = unicodedata.normalize("NFKD", ch.lower())[:1]
+    return base or ch
+
+
+def remove_scenarios(text: str) -> str:
+    """The text without its scenario mentions, original case and accents kept."""
+    folded = "".join(_fold_char(ch) for ch in text)  # same length as text, so spans map back
+    keep = [True] * len(text)
+    for pattern in SCENARIO_PATTERNS.values():
+        for match in pattern.finditer(folded):
+            keep[match.start() : match.end()] = [False] * (match.end() - match.start())
+    kept = "".join(ch if k else " " for ch, k in zip(text, keep, strict=True))
+    return re.sub(r"\s+", " ", kept).strip()
+
+
 def strip_scenarios(text: str) -> str:
     """The text without its scenario mentions (folded): what is left is the topic."""
-    folded = fold(text)
-    for pattern in SCENARIO_PATTERNS.values():
-        folded = pattern.sub(" ", folded)
-    return re.sub(r"\s+", " ", folded).strip()
+    return fold(remove_scenarios(text))
 
 
 # Words that ask for a section without naming a topic (« quelles limites la fiche relève-t-elle »).
@@ -115,6 +141,14 @@ def topic_text(question: str, sections: list[str]) -> str:
     return " ".join(
         t for t in re.findall(r"[a-z0-9]+", remaining) if analyze(t) and analyze(t)[0] not in _GENERIC
     )
+
+
+# Words pointing back to the previous question (« ce bachelor », « s'y ajouter », « ils »), but
+# not the « -t-il » of an inverted question.
+ANAPHORA_PATTERN = re.compile(
+    r"(?<![-\w])(y|s.y|l.y|il|ils|elle|elles|lui|eux|celui|celle|ceux|ce dernier|cette derniere)(?![-\w])|"
+    r"\b(ce|cet|cette|ces) (?!scenario|dossier|document)[a-z]+|\bmeme[s]?\b|en plus|en outre"
+)
 
 
 def _is_elliptical(question: str) -> bool:
@@ -146,19 +180,25 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
         listing=bool(sections) and not topic_text(question, sections),
     )
     previous = previous_user_question(history)
-    if previous is None or not _is_elliptical(question):
+    if previous is None:
+        return intent
+    elliptical = _is_elliptical(question)
+    if not elliptical and not ANAPHORA_PATTERN.search(folded):
         return intent
     before = understand(previous, None)
     intent.follow_up = True
     if not scenarios and before.scenarios:
         intent.scenarios = list(before.scenarios)
         intent.inherited["scenarios"] = list(before.scenarios)
-    if not sections and before.sections:
+    if elliptical and not sections and before.sections:
         intent.sections = list(before.sections)
         intent.inherited["sections"] = list(before.sections)
     intent.compare = intent.compare or (before.compare and not scenarios)
-    intent.listing = intent.listing or (before.listing and not detect_sections(question))
-    topic = strip_scenarios(previous) if scenarios else previous.strip()
+    intent.listing = intent.listing or (elliptical and before.listing and not sections)
     current = question.strip().rstrip(" ?")
-    intent.standalone = f"{topic.rstrip(' ?')} — {current} ?" if scenarios else f"{current} — {topic}"
+    if scenarios and elliptical:
+        # « Et pour l'UGE ? »: the previous question, asked of the new scenario.
+        intent.standalone = f"{remove_scenarios(previous).rstrip(' ?')} — {current} ?"
+    else:
+        intent.standalone = f"{current} ? — {previous.strip()}"
     return intent

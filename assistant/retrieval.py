@@ -27,6 +27,7 @@ from assistant.settings import Settings
 RRF_K = 60
 DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 1.0
+LEXICAL_CONFIDENT = 4.0  # BM25 score from which a keyword match counts fully
 # Boost weights, set on the development set by kind of question (see README, « Mesures »).
 SCENARIO_BOOST = 1.0
 SECTION_BOOST = 0.5
@@ -96,8 +97,11 @@ class Retriever:
             if allowed is not None:
                 scores = np.where(allowed, scores, 0.0)
             order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
+            # A weak best keyword match (a paraphrase shares no word with its passage) says
+            # little: the lexical list then weighs less than the dense one.
+            weight = LEXICAL_WEIGHT * min(1.0, float(scores.max(initial=0.0)) / LEXICAL_CONFIDENT)
             for rank, position in enumerate(order):
-                fused[position] = fused.get(position, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
+                fused[position] = fused.get(position, 0.0) + weight / (RRF_K + rank + 1)
                 details.setdefault(position, {})["lexical"] = float(scores[position])
             timings["lexical_ms"] = (time.perf_counter() - t) * 1000
 
