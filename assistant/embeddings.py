@@ -74,8 +74,9 @@ class SentenceTransformerEmbeddings(Embeddings):
         self._model = SentenceTransformer(model_path, device="cpu")
         self._lock = threading.Lock()
         self.batch_size = batch_size
-        self.name = f"sentence-transformers/{os.path.basename(os.path.normpath(model_path))}"
-        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        # The full path: two models in folders both called « model » must not share a name.
+        self.name = f"sentence-transformers:{os.path.abspath(model_path)}"
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return embed_in_batches(self, texts)

@@ -26,7 +26,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import CHUNKER_VERSION, chunk_blocks
+from assistant.chunking import CHUNKER_VERSION, chunk_blocks, sentence_units
 from assistant.embeddings import ProgressEmbeddings, build_embeddings, embedder_name
 from assistant.loaders import IngestError, file_sha256, load_document
 from assistant.schema import Chunk
@@ -35,7 +35,7 @@ from assistant.structure import build_blocks
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 # (done, total, message) — the CLI draws a tqdm bar with it, the app a gr.Progress.
 Progress = Callable[[int, int, str], None]
@@ -280,7 +280,23 @@ class CorpusIndex:
                     "indexed_at": _now(),
                 }
 
-            to_embed = len({t for t in texts if t not in known})
+            old_sentences = manifest.get("sentences", "")
+            if old_sentences and reuse:
+                stored = self._vectorstore(old_sentences).get(include=["embeddings", "documents"])
+                for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
+                    known[doc] = [float(x) for x in vector]
+            unit_ids: list[str] = []
+            unit_texts: list[str] = []
+            unit_metas: list[dict[str, Any]] = []
+            for cid, meta in zip(ids, metadatas, strict=True):
+                for number, unit in enumerate(sentence_units(str(meta["text"]))):
+                    unit_ids.append(f"{cid}#s{number:02d}")
+                    unit_texts.append(f"{meta['doc_label']} › {meta['section']}\n{unit}")
+                    unit_metas.append(
+                        {"parent": cid, "scenario": meta["scenario"], "section_kind": meta["section_kind"]}
+                    )
+
+            to_embed = len({t for t in texts + unit_texts if t not in known})
             done = 0
 
             def advance(count: int) -> None:
@@ -298,13 +314,20 @@ class CorpusIndex:
             from langchain_chroma import Chroma
 
             store = Chroma(client=self.client, collection_name=collection, embedding_function=wrapper)
+            sentences = Chroma(
+                client=self.client, collection_name=f"{collection}_s", embedding_function=wrapper
+            )
             batch = 64
-            for start in range(0, len(ids), batch):
-                store.add_texts(
-                    texts=texts[start : start + batch],
-                    metadatas=metadatas[start : start + batch],
-                    ids=ids[start : start + batch],
-                )
+            for target, all_ids, all_texts, all_metas in (
+                (store, ids, texts, metadatas),
+                (sentences, unit_ids, unit_texts, unit_metas),
+            ):
+                for start in range(0, len(all_ids), batch):
+                    target.add_texts(
+                        texts=all_texts[start : start + batch],
+                        metadatas=all_metas[start : start + batch],
+                        ids=all_ids[start : start + batch],
+                    )
             report.embedded_chunks = wrapper.embedded
             report.total_chunks = len(ids)
 
@@ -312,6 +335,7 @@ class CorpusIndex:
                 config
                 | {
                     "collection": collection,
+                    "sentences": f"{collection}_s",
                     "built_at": _now(),
                     "files": files_entry,
                     "refused": refused,
@@ -327,7 +351,7 @@ class CorpusIndex:
         prefix = f"{self.settings.collection}_g"
         for collection in self.client.list_collections():
             name = collection if isinstance(collection, str) else collection.name
-            if name.startswith(prefix) and name != keep:
+            if name.startswith(prefix) and not name.startswith(keep):
                 with contextlib.suppress(Exception):
                     self.client.delete_collection(name)
 
@@ -341,6 +365,11 @@ class CorpusIndex:
 
     def vectorstore(self) -> Any:
         return self._vectorstore(self.collection_name)
+
+    def sentence_store(self) -> Any | None:
+        """The sentence vectors of the current generation (None for an index built without)."""
+        name = self.manifest().get("sentences")
+        return self._vectorstore(str(name)) if name else None
 
     def records(self) -> list[Record]:
         """All stored chunks (cached per generation), in document order."""

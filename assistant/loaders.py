@@ -98,8 +98,13 @@ def _lines(text: str) -> Iterator[tuple[int, str]]:
 
 _FRONT = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_LIST = re.compile(r"^(\s*)(?:[-*+•]|\d+[.)])\s+(.*)$")
+_LIST = re.compile(r"^(\s*)(?:[-*+•]|(\d+[.)]))\s+(.*)$")
 _TABLE_SEP = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def _item_text(item: re.Match[str]) -> str:
+    """A list item's text; a numbered item keeps its number (« 1. … »), which is content."""
+    return f"{item.group(2)} {item.group(3)}" if item.group(2) else item.group(3)
 
 
 def _front_matter(text: str) -> tuple[dict[str, str], int]:
@@ -146,8 +151,9 @@ def parse_markdown(path: Path, text: str) -> LoadedDocument:
             previous_was_row = True
         elif item := _LIST.match(line):
             level = 1 + len(item.group(1)) // 2
-            start = offset + line.index(item.group(2))
-            elements.append(Element("list_item", item.group(2), start, end, level=level))
+            text = _item_text(item)
+            start = offset + line.index(text)
+            elements.append(Element("list_item", text, start, end, level=level))
         else:
             start = offset + line.index(stripped)
             elements.append(Element("paragraph", stripped, start, start + len(stripped)))
@@ -167,7 +173,7 @@ def _is_plain_heading(line: str, previous: str, following: str) -> bool:
         return False
     if _SECTION_TITLES.match(text):
         return True
-    return len(text) < 160 and not text.endswith((".", ":", ";", ",")) and not text[0].islower()
+    return len(text) < 200 and not text.endswith((".", ":", ";", ",")) and not text[0].islower()
 
 
 def parse_plain_text(path: Path, text: str) -> LoadedDocument:
@@ -199,8 +205,9 @@ def parse_plain_text(path: Path, text: str) -> LoadedDocument:
             elements.append(Element("heading", stripped, start, start + len(stripped), level=level))
         elif item := _LIST.match(line):
             level = 1 + len(item.group(1))
-            start = offset + line.index(item.group(2))
-            elements.append(Element("list_item", item.group(2), start, end, level=level))
+            text = _item_text(item)
+            start = offset + line.index(text)
+            elements.append(Element("list_item", text, start, end, level=level))
         else:
             elements.append(Element("paragraph", stripped, start, start + len(stripped)))
     return LoadedDocument(str(path), doc_id_for(path), text, elements, {})

@@ -36,8 +36,8 @@ SCENARIO_PATTERNS: dict[str, re.Pattern[str]] = {
         r"etablissement (candidat|d.enseignement superieur|universitaire)|fusion de 2021|multi.?campus"
     ),
     "note": re.compile(
-        r"\bcipen\b|\bcosa\b|\b(la|sa|cette) note\b|\bnote (de |d.)?(l.)?(uge|universite|proposition)|"
-        r"proposition (de|d.)|candidature"
+        r"\bcipen\b|\bcosa\b|proposition de rattachement|candidature|"
+        r"\bnote\b(\s+(de|d.|du)\s*(l.)?\s*(universite( gustave eiffel)?|uge|gustave eiffel|proposition))?"
     ),
 }
 SECTION_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -89,9 +89,16 @@ class QueryIntent:
 
 
 def detect_scenarios(text: str) -> list[str]:
+    """Scenario codes named in ``text``; « la note de l'université » names the note alone."""
     folded = fold(text)
-    found = [code for code, pattern in SCENARIO_PATTERNS.items() if pattern.search(folded)]
-    return found
+    found = []
+    if SCENARIO_PATTERNS["note"].search(folded):
+        found.append("note")
+        folded = SCENARIO_PATTERNS["note"].sub(" ", folded)
+    found += [
+        code for code, pattern in SCENARIO_PATTERNS.items() if code != "note" and pattern.search(folded)
+    ]
+    return sorted(found, key=list(SCENARIO_PATTERNS).index)
 
 
 def detect_sections(text: str) -> list[str]:
@@ -128,7 +135,8 @@ _GENERIC = frozenset(
         "listé énumère liste donne présente résume fiche document selon existe section sections "
         "tableau point points ouvert ouvertes suspens soulevé posé posées laisse met avant avance "
         "retient retenu voit prévoit évoque aborde envisage envisagé reste restent elle elles il "
-        "ils on lui dossier t-elle t-il rattacher quoi"
+        "ils on lui dossier t-elle t-il rattacher quoi cite citer textuellement mot pour mot "
+        "phrase première dernière passage extrait exact exactement verbatim recopie"
     )
 )
 
@@ -176,7 +184,9 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
         standalone=question.strip(),
         scenarios=scenarios,
         sections=sections,
-        compare=bool(COMPARE_PATTERN.search(folded)) or len(scenarios) >= 2,
+        # The UGE's note speaks for the UGE: « la note de l'université » is not a comparison.
+        compare=bool(COMPARE_PATTERN.search(folded))
+        or len({"uge" if code == "note" else code for code in scenarios}) >= 2,
         listing=bool(sections) and not topic_text(question, sections),
     )
     previous = previous_user_question(history)
