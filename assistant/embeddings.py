@@ -75,7 +75,7 @@ class SentenceTransformerEmbeddings(Embeddings):
         self._lock = threading.Lock()
         self.batch_size = batch_size
         # The full path: two models in folders both called « model » must not share a name.
-        self.name = f"sentence-transformers:{os.path.abspath(model_path)}"
+        self.name = f"sentence-transformers/{os.path.abspath(model_path)}"
         self.dimension = int(self._model.get_embedding_dimension() or 0)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -55,7 +55,8 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     refused: list[IngestError] = field(default_factory=list)
     kept_previous: list[str] = field(default_factory=list)
-    embedded_chunks: int = 0
+    embedded_chunks: int = 0  # chunk vectors computed (the others were reused)
+    embedded_sentences: int = 0
     total_chunks: int = 0
     seconds: float = 0.0
     rebuilt: bool = False
@@ -280,6 +281,7 @@ class CorpusIndex:
                     "indexed_at": _now(),
                 }
 
+            report.embedded_chunks = sum(1 for t in texts if t not in known)
             old_sentences = manifest.get("sentences", "")
             if old_sentences and reuse:
                 stored = self._vectorstore(old_sentences).get(include=["embeddings", "documents"])
@@ -297,6 +299,7 @@ class CorpusIndex:
                     )
 
             to_embed = len({t for t in texts + unit_texts if t not in known})
+            report.embedded_sentences = sum(1 for t in unit_texts if t not in known)
             done = 0
 
             def advance(count: int) -> None:
@@ -328,7 +331,6 @@ class CorpusIndex:
                         metadatas=all_metas[start : start + batch],
                         ids=all_ids[start : start + batch],
                     )
-            report.embedded_chunks = wrapper.embedded
             report.total_chunks = len(ids)
 
             self._write_manifest(

@@ -151,9 +151,9 @@ def parse_markdown(path: Path, text: str) -> LoadedDocument:
             previous_was_row = True
         elif item := _LIST.match(line):
             level = 1 + len(item.group(1)) // 2
-            text = _item_text(item)
-            start = offset + line.index(text)
-            elements.append(Element("list_item", text, start, end, level=level))
+            item_text = _item_text(item)
+            start = offset + line.index(item_text)
+            elements.append(Element("list_item", item_text, start, end, level=level))
         else:
             start = offset + line.index(stripped)
             elements.append(Element("paragraph", stripped, start, start + len(stripped)))
@@ -205,9 +205,9 @@ def parse_plain_text(path: Path, text: str) -> LoadedDocument:
             elements.append(Element("heading", stripped, start, start + len(stripped), level=level))
         elif item := _LIST.match(line):
             level = 1 + len(item.group(1))
-            text = _item_text(item)
-            start = offset + line.index(text)
-            elements.append(Element("list_item", text, start, end, level=level))
+            item_text = _item_text(item)
+            start = offset + line.index(item_text)
+            elements.append(Element("list_item", item_text, start, end, level=level))
         else:
             elements.append(Element("paragraph", stripped, start, start + len(stripped)))
     return LoadedDocument(str(path), doc_id_for(path), text, elements, {})

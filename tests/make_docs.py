@@ -108,8 +108,7 @@ def markdown_to_pdf(md_path: Path, pdf_path: Path, *, footer: bool = True) -> Pa
             story.append(para(element.text, body))
         else:  # a table
             rows = [
-                [para(c, cell_head if e.kind == "table_header" else cell) for c in e.cells]
-                for e in group
+                [para(c, cell_head if e.kind == "table_header" else cell) for c in e.cells] for e in group
             ]
             columns = max(len(row) for row in rows)
             shares = [0.38, 0.62] if columns == 2 else [1 / columns] * columns

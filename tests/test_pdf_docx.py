@@ -118,9 +118,7 @@ def test_same_prose_as_markdown(fmt: str, blocks: dict[str, list[Block]]) -> Non
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize(
-    "name", ["01_scenario_cmvrh.md", "03_scenario_uge.md", "04_note_uge_cipen.md"]
-)
+@pytest.mark.parametrize("name", ["01_scenario_cmvrh.md", "03_scenario_uge.md", "04_note_uge_cipen.md"])
 def test_other_corpus_documents_round_trip(fmt: str, name: str, folder: Path) -> None:
     source = ENTPE.parent / name
     if not source.exists():
@@ -147,7 +145,7 @@ def test_list_levels_and_headings(fmt: str, loaded: dict[str, LoadedDocument]) -
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_offsets_point_into_the_text(fmt: str, loaded: dict[str, LoadedDocument]) -> None:
     document = loaded[fmt]
-    assert document.doc_id == "02_scenario_entpe"
+    assert document.doc_id == f"02_scenario_entpe_{fmt}"
     for element in document.elements:
         assert document.text[element.start : element.end] == element.text
     headers = [e for e in document.elements if e.kind == "table_header"]
@@ -165,9 +163,7 @@ def test_every_row_is_in_a_chunk(fmt: str, blocks: dict[str, list[Block]]) -> No
     assert len(row_chunks) == 20
 
 
-def test_pdf_blocks_carry_pages(
-    loaded: dict[str, LoadedDocument], blocks: dict[str, list[Block]]
-) -> None:
+def test_pdf_blocks_carry_pages(loaded: dict[str, LoadedDocument], blocks: dict[str, list[Block]]) -> None:
     document = loaded["pdf"]
     assert document.pages is not None and document.pages >= 2
     assert all(e.page is not None and 1 <= e.page <= document.pages for e in document.elements)
@@ -298,9 +294,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_never_ending_pdf_is_stopped_by_the_time_limit(
-    folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_never_ending_pdf_is_stopped_by_the_time_limit(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A valid PDF whose parsing takes pypdf tens of seconds (millions of text operators):
     # the child must be killed at the limit, not waited for.
     path = slow_pdf(folder / "interminable.pdf", operations=300_000)
@@ -314,9 +308,7 @@ def test_never_ending_pdf_is_stopped_by_the_time_limit(
         assert _processes_mentioning(str(path)) == []  # the child is gone
 
 
-def test_memory_limit_stops_the_child(
-    made: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_memory_limit_stops_the_child(made: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     # 30 MB of address space is too little for pypdf: the child fails, the parent explains.
     monkeypatch.setattr(pdf_loader, "PDF_MEMORY_LIMIT", 30 * 2**20)
     message = _refusal(made["pdf"])

