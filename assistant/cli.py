@@ -65,7 +65,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, help="nombre de passages (défaut : 8)")
 
 
-def report_index(report: Any, out: Any = sys.stderr) -> None:
+def report_index(report: Any, out: Any = None) -> None:
+    out = out or sys.stderr
     if report is None:
         print("Index à jour : rien à recalculer.", file=out)
         return
@@ -128,57 +129,318 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_ACTIONS = ("compare", "import-feedback")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``assistant eval SET.jsonl``, ``assistant eval compare A B``, ``assistant eval import-feedback``."""
+    if args.set == "compare":
+        return _eval_compare(args)
+    if args.set == "import-feedback":
+        return _eval_import_feedback(args)
+    if args.paths:
+        print(f"Erreur : argument(s) inattendu(s) : {' '.join(args.paths)} "
+              "(un seul jeu de questions par évaluation).", file=sys.stderr)
+        return 2
+    return _eval_run(args)
+
+
+def _eval_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from assistant.evaluation.compare import (
+        ThresholdError,
+        default_thresholds_path,
+        format_gate,
+        gate_outcome,
+        load_thresholds,
+    )
     from assistant.evaluation.dataset import DatasetError, load_cases
-    from assistant.evaluation.runner import (
-        RETRIEVAL_KEYS,
-        BaselinePipeline,
-        by_kind,
-        evaluate_retrieval,
-        format_table,
-        summarize,
+    from assistant.evaluation.runner import BaselinePipeline, evaluate_retrieval, format_table, summarize
+    from assistant.evaluation.runs import (
+        answer_records,
+        build_run,
+        describe_settings,
+        retrieval_records,
+        summary_keys,
+        write_run,
     )
     from assistant.index import corpus_files
 
     settings = _settings(args)
+    set_path = Path(args.set)
     try:
-        cases = load_cases(Path(args.set))
+        cases = load_cases(set_path)
     except DatasetError as error:
         print(f"Erreur : {error}", file=sys.stderr)
         return 2
-    retriever = open_retriever(settings)
+    thresholds = Path(args.thresholds) if args.thresholds else default_thresholds_path()
+    if args.gate:
+        try:
+            load_thresholds(thresholds)  # a bad file is refused before the (long) run
+        except ThresholdError as error:
+            print(f"Erreur : {error}", file=sys.stderr)
+            return 2
+    backend: str | None = None
+    status: str | None = None
+    if args.mode == "answer":
+        from assistant.service import Assistant
 
-    def search(case: Any) -> list[str]:
-        result = retriever.search(case.question, history=case.history, k=10)
-        return [p.text for p in result.passages]
-
-    with tqdm(total=len(cases), desc="Évaluation", unit="question", file=sys.stderr) as bar:
-        results = evaluate_retrieval(cases, search, tick=bar.update)
-    summary = summarize(results)
-    columns = {"assistant": summary}
-    if args.baseline:
+        assistant = Assistant.open(settings, progress=_progress_bar())
+        backend, status = assistant.pipeline.backend, assistant.model_status
+        print(f"Modèle : {status}", file=sys.stderr)
+        retriever = assistant.pipeline.retriever
+        with tqdm(total=len(cases), desc="Évaluation des réponses", unit="question", file=sys.stderr) as bar:
+            records = answer_records(cases, assistant.pipeline, tick=bar.update)
+    else:
+        retriever = open_retriever(settings)
+        with tqdm(total=len(cases), desc="Évaluation", unit="question", file=sys.stderr) as bar:
+            records = retrieval_records(cases, retriever, tick=bar.update)
+    described = describe_settings(settings, args.mode, set_path, retriever, backend, status)
+    run = build_run(args.mode, records, described)
+    summary = run.summary
+    columns = {"assistant" if args.mode == "retrieval" else str(backend): summary}
+    if args.baseline and args.mode == "retrieval":
         raw = [(p.name, p.read_text(encoding="utf-8", errors="replace"))
                for p in corpus_files(settings.corpus_dir) if p.suffix.lower() in {".md", ".txt"}]
         print("Référence : construction du pipeline LangChain simple…", file=sys.stderr)
         baseline = BaselinePipeline(raw, retriever.embeddings)
         with tqdm(total=len(cases), desc="Référence", unit="question", file=sys.stderr) as bar:
             columns["référence"] = summarize(evaluate_retrieval(cases, baseline.search, tick=bar.update))
-    keys = [*RETRIEVAL_KEYS, "latency_p50_ms", "latency_p95_ms", "questions"]
+        run.info["baseline"] = columns["référence"]
+    elif args.baseline:
+        print("--baseline ne s'applique qu'au mode retrieval : ignoré.", file=sys.stderr)
+    keys = list(summary_keys(args.mode))
     print(format_table(columns, keys))
     print()
-    kinds = by_kind(results)
-    print(format_table(kinds, keys))
-    failures = [r for r in results if r.get("answerable") and r.get("hit@5", 0.0) < 1.0]
+    kinds = run.by_kind
+    shown = {k: {m: "—" if v is None else v for m, v in s.items()} for k, s in kinds.items()}
+    print(format_table(shown, keys))
+    failures = run.failures
     if failures:
-        print(f"\nQuestions sans passage pertinent dans les 5 premiers ({len(failures)}) :")
+        title = ("Questions sans passage pertinent dans les 5 premiers" if args.mode == "retrieval"
+                 else "Questions en échec")
+        print(f"\n{title} ({len(failures)}) :")
         for r in failures:
             print(f"  {r['id']} [{r['kind']}] {r['question']}")
+            if args.mode == "answer":
+                for reason in r["reasons"]:
+                    print(f"      → {reason}")
+    code = 0
+    gate: dict[str, Any] | None = None
+    if args.gate:
+        try:
+            gate = gate_outcome(summary, thresholds, args.mode, backend)
+        except ThresholdError as error:
+            print(f"Erreur : {error}", file=sys.stderr)
+            code = 2
+        else:
+            run.info["gate"] = gate
+            code = 0 if gate["passed"] else 1
+    if args.out:
+        write_run(run, Path(args.out))
+        print(f"\nRun écrit dans {args.out} : results.jsonl, summary.json, report.md, report.html")
+    if gate is not None:
+        print("\n" + format_gate(gate))
     if args.json:
-        if args.baseline:
+        if args.baseline and "référence" in columns:
             print(json.dumps({"baseline": columns["référence"], "by_kind": kinds}, ensure_ascii=False))
         print(json.dumps(summary, ensure_ascii=False))
+    return code
+
+
+def _eval_compare(args: argparse.Namespace) -> int:
+    from assistant.evaluation.compare import (
+        ThresholdError,
+        compare_runs,
+        compare_settings,
+        default_thresholds_path,
+        format_comparison,
+        load_thresholds,
+    )
+    from assistant.evaluation.runs import RunError, load_run
+
+    if len(args.paths) != 2:
+        print("Erreur : « eval compare » attend deux dossiers de runs, la référence puis le nouveau "
+              "(assistant eval compare runs/A runs/B).", file=sys.stderr)
+        return 2
+    try:
+        first, second = load_run(Path(args.paths[0])), load_run(Path(args.paths[1]))
+        path = Path(args.thresholds) if args.thresholds else default_thresholds_path()
+        thresholds = load_thresholds(path) if args.thresholds or path.exists() else {}
+        max_drop, max_regressions = compare_settings(thresholds)
+        if args.max_regressions is not None:
+            max_regressions = args.max_regressions
+        comparison = compare_runs(first, second, max_drop, max_regressions)
+    except (RunError, ThresholdError, ValueError) as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    print(format_comparison(comparison))
+    if args.json:
+        print(json.dumps(comparison.to_dict(), ensure_ascii=False))
+    return comparison.exit_code
+
+
+def _case_ids_and_keys(path: Path) -> tuple[list[int], set[str]]:
+    """Numeric ids (``q123`` → 123) and (question, history) keys of a JSONL set, read leniently."""
+    import re
+
+    numbers: list[int] = []
+    keys: set[str] = set()
+    if not path.is_file():
+        return numbers, keys
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        match = re.fullmatch(r"q(\d+)", str(obj.get("id", "")))
+        if match:
+            numbers.append(int(match.group(1)))
+        question = str(obj.get("question", "")).strip()
+        keys.add(json.dumps([question, obj.get("history") or []], ensure_ascii=False))
+    return numbers, keys
+
+
+def _eval_import_feedback(args: argparse.Namespace) -> int:
+    from assistant.feedback import FeedbackError, load_feedback, negative_to_cases
+    from assistant.settings import PROJECT_ROOT
+
+    if len(args.paths) > 1:
+        print("Erreur : « eval import-feedback » prend au plus un fichier d'avis.", file=sys.stderr)
+        return 2
+    source = Path(args.paths[0]) if args.paths else _settings(args).feedback_path
+    if not source.is_file():
+        print(f"Erreur : fichier d'avis introuvable : {source}", file=sys.stderr)
+        return 2
+    try:
+        entries = load_feedback(source)
+    except (FeedbackError, UnicodeDecodeError) as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out or "evals/drafts.jsonl")
+    reference = Path("evals/qa.jsonl")
+    if not reference.is_file():
+        reference = PROJECT_ROOT / "evals" / "qa.jsonl"
+    set_ids, set_keys = _case_ids_and_keys(reference)
+    draft_ids, draft_keys = _case_ids_and_keys(out)
+    drafts = negative_to_cases(entries)
+    known = set_keys | draft_keys
+    fresh = [d for d in drafts
+             if json.dumps([d["question"], d.get("history") or []], ensure_ascii=False) not in known]
+    next_id = max([*set_ids, *draft_ids, 0]) + 1
+    for offset, draft in enumerate(fresh):
+        draft["id"] = f"q{next_id + offset:03d}"
+    if fresh:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as handle:
+            for draft in fresh:
+                handle.write(json.dumps(draft, ensure_ascii=False) + "\n")
+    negatives = sum(1 for e in entries if e.get("rating") == "down")
+    print(f"{len(entries)} avis lus dans {source}, dont {negatives} 👎 : {len(fresh)} brouillon(s) ajouté(s) "
+          f"à {out}" + (f" ({len(drafts) - len(fresh)} déjà présent(s) dans le jeu ou les brouillons)"
+                        if len(drafts) > len(fresh) else "") + ".")
+    if fresh:
+        print("À compléter avant d'entrer dans le jeu : « evidence » et « facts » copiés du dossier (ou "
+              "« kind »: « unanswerable », « answerable »: false), puis retirer la clé « _feedback » et "
+              "lancer python3 evals/check_set.py (voir evals/README.md).")
+    if args.json:
+        print(json.dumps({"source": str(source), "out": str(out), "entries": len(entries),
+                          "negative": negatives, "added": [d["id"] for d in fresh],
+                          "skipped": len(drafts) - len(fresh)}, ensure_ascii=False))
+    return 0
+
+
+def _add_llm(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--llm", choices=["auto", "local", "openai", "extractive"],
+                        help="modèle de langage : auto (défaut), local, openai ou extractive (ASSISTANT_LLM)")
+
+
+def _print_sources(answer: Any) -> None:
+    if answer.citations:
+        print("\nSources :")
+    for citation in answer.citations:
+        page = f", p. {citation.passage.page}" if citation.passage.page else ""
+        print(f"[{citation.marker}] {citation.passage.label}{page}")
+        print(f"    « {citation.span} »")
+    for notice in answer.notices:
+        print(f"\nNote : {notice}")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.answering import AnswerEvent, QuestionError, TokenEvent
+    from assistant.service import Assistant
+
+    settings = _settings(args)
+    assistant = Assistant.open(settings, progress=_progress_bar())
+    print(f"Modèle : {assistant.model_status}", file=sys.stderr)
+    streamed = ""
+    answer = None
+    try:
+        for event in assistant.stream(args.question, scenarios=args.scenario, sections=args.section):
+            if isinstance(event, TokenEvent) and assistant.model is not None and not args.json:
+                streamed += event.text
+                print(event.text, end="", flush=True)
+            elif isinstance(event, AnswerEvent):
+                answer = event.answer
+    except QuestionError as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    assert answer is not None
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return 0
+    if streamed:
+        if streamed.strip() == answer.text.strip():
+            print()
+        else:
+            print("\n\n— Réponse vérifiée (phrases et citations contrôlées dans le dossier) —\n")
+            print(answer.text)
+    else:
+        print(answer.text)
+    _print_sources(answer)
+    print(f"({answer.timings.get('total_ms', 0):.0f} ms, {answer.backend})", file=sys.stderr)
+    return 0
+
+
+def _verbatim_pipeline(settings: Settings) -> Any:
+    """The pipeline without a language model: quotes and comparisons are verbatim."""
+    from assistant.answering import AnswerPipeline
+
+    return AnswerPipeline(settings, open_retriever(settings))
+
+
+def cmd_quote(args: argparse.Namespace) -> int:
+    from assistant.answering import QuestionError
+    from assistant.extractive import quotes_to_csv, quotes_to_markdown
+
+    pipeline = _verbatim_pipeline(_settings(args))
+    try:
+        results = pipeline.quote(args.request, scenarios=args.scenario, sections=args.section, k=args.k or 5)
+    except QuestionError as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False))
+    elif not results:
+        print("Aucun passage trouvé.")
+    else:
+        print(quotes_to_csv(results) if args.format == "csv" else quotes_to_markdown(results), end="")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from assistant.answering import QuestionError
+
+    pipeline = _verbatim_pipeline(_settings(args))
+    try:
+        comparison = pipeline.compare(args.theme, scenarios=args.scenario)
+    except QuestionError as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(comparison.to_dict(), ensure_ascii=False) if args.json else comparison.to_markdown())
     return 0
 
 
@@ -200,12 +462,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(search)
     search.set_defaults(func=cmd_search)
 
-    evaluate = commands.add_parser("eval", help="évaluer sur un jeu de questions (JSONL)")
-    evaluate.add_argument("set", help="fichier JSONL (voir evals/README.md)")
-    evaluate.add_argument("--mode", choices=["retrieval"], default="retrieval")
+    evaluate = commands.add_parser(
+        "eval",
+        help="évaluer sur un jeu de questions (JSONL), comparer deux runs, importer les avis 👎",
+        description="Évaluer l'assistant sur un jeu de questions, comparer deux runs ou transformer "
+        "les avis 👎 en brouillons de cas (voir evals/README.md).",
+        epilog="exemples :\n"
+        "  assistant eval evals/qa.jsonl --mode retrieval --out runs/r1 --gate\n"
+        "  assistant eval evals/qa.jsonl --mode answer --llm extractive --out runs/a1 --gate\n"
+        "  assistant eval compare runs/r0 runs/r1 [--max-regressions N] [--json]\n"
+        "  assistant eval import-feedback [feedback/feedback.jsonl] --out evals/drafts.jsonl\n"
+        "(pour compare et import-feedback, les options viennent après les chemins)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("set", metavar="JEU",
+                          help="fichier JSONL (voir evals/README.md), « compare » ou « import-feedback »")
+    evaluate.add_argument("paths", nargs="*", metavar="CHEMIN",
+                          help="compare : les dossiers des deux runs (référence puis nouveau) ; "
+                          "import-feedback : le fichier d'avis (défaut : ASSISTANT_FEEDBACK_PATH)")
+    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval",
+                          help="retrieval : passages retrouvés (défaut) ; answer : réponses et citations")
     evaluate.add_argument("--baseline", action="store_true", help="comparer à un pipeline LangChain simple")
+    evaluate.add_argument("--out", help="dossier du run à écrire (runs/NOM : résultats, résumé, rapports) ; "
+                          "import-feedback : fichier des brouillons (défaut : evals/drafts.jsonl)")
+    evaluate.add_argument("--gate", action="store_true",
+                          help="code de sortie 1 si une métrique est hors seuil")
+    evaluate.add_argument("--thresholds", help="fichier de seuils (défaut : evals/thresholds.json)")
+    evaluate.add_argument("--max-regressions", type=int,
+                          help="compare : questions en régression tolérées "
+                          "(défaut : fichier de seuils, sinon 0)")
     _add_common(evaluate)
+    _add_llm(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    ask = commands.add_parser("ask", help="poser une question sur le dossier (réponse citée)")
+    ask.add_argument("question")
+    _add_common(ask)
+    _add_llm(ask)
+    ask.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                     help="restreindre à un scénario (répétable)")
+    ask.add_argument("--section", action="append", choices=sorted(SECTIONS),
+                     help="restreindre à une section (répétable)")
+    ask.set_defaults(func=cmd_ask)
+
+    quote = commands.add_parser("quote", help="citations textuelles avec leur référence (Markdown ou CSV)")
+    quote.add_argument("request")
+    _add_common(quote)
+    _add_filters(quote)
+    quote.add_argument("--format", choices=["md", "csv"], default="md", help="format de sortie (défaut : md)")
+    quote.set_defaults(func=cmd_quote)
+
+    compare = commands.add_parser("compare", help="comparer les scénarios sur un thème (tableau cité)")
+    compare.add_argument("theme")
+    _add_common(compare)
+    compare.add_argument("--scenario", action="append", choices=["cmvrh", "entpe", "uge"],
+                         help="scénarios à comparer (répétable ; défaut : les trois)")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -160,6 +160,10 @@ class Answer:
     flags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     filters: dict[str, list[str]] = field(default_factory=dict)
+    # Messages for the user (French): fallback to extractive, timeout, inconsistencies…
+    notices: list[str] = field(default_factory=list)
+    # Sentences the verification removed because no passage supports them.
+    removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,4 +177,6 @@ class Answer:
             "flags": self.flags,
             "timings": self.timings,
             "filters": self.filters,
+            "notices": self.notices,
+            "removed": self.removed,
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,13 +60,16 @@ class Settings:
     upload_max_mb: int = 20
     app_auth: str | None = None  # "user:password"
     app_queue_size: int = 16
+    # Gradio's own folder (GRADIO_TEMP_DIR): uploads, exports and its cache. Everything in it
+    # is reachable by URL, so it is a dedicated folder outside the project (RELIABILITY.md).
+    app_temp_dir: Path = Path(tempfile.gettempdir()) / "assistant-cma-gradio"
 
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def replace(self, **changes: object) -> Settings:
         """Return a copy with the non-None ``changes`` applied (CLI flags left unset are None)."""
         kept = {k: v for k, v in changes.items() if v is not None}
-        for key in ("corpus_dir", "index_dir", "cache_dir", "feedback_path"):
+        for key in ("corpus_dir", "index_dir", "cache_dir", "feedback_path", "app_temp_dir"):
             if key in kept:
                 kept[key] = Path(str(kept[key]))
         return dataclasses.replace(self, **kept)  # type: ignore[arg-type]
@@ -83,6 +87,8 @@ class Settings:
             "ASSISTANT_INDEX_DIR": "index_dir",
             "ASSISTANT_CACHE_DIR": "cache_dir",
             "ASSISTANT_FEEDBACK_PATH": "feedback_path",
+            "GRADIO_TEMP_DIR": "app_temp_dir",
+            "ASSISTANT_APP_TEMP_DIR": "app_temp_dir",  # wins over GRADIO_TEMP_DIR
         }
         for name, attr in paths.items():
             if env.get(name):

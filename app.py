@@ -1,0 +1,63 @@
+"""Start the web app: settings → assistant (index built when missing or stale) → interface.
+
+``python app.py`` (what ``make run`` calls) serves http://127.0.0.1:7860. Gradio itself reads
+``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``; everything else comes from ``Settings``
+(``ASSISTANT_*`` variables; ``ASSISTANT_LLM=extractive`` starts without the LLM). When the
+language model cannot be loaded, the app still starts, in extractive mode, and its status line
+says why. The interface itself lives in ``assistant/webapp.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+
+def open_assistant(settings: Any) -> Any:
+    """The opened Assistant; it falls back to extractive mode (and says why) when the LLM fails."""
+    from assistant.cli import _progress_bar
+    from assistant.service import Assistant
+
+    print("Ouverture de l'index (construit ou mis à jour s'il le faut)…", file=sys.stderr)
+    return Assistant.open(settings, progress=_progress_bar())
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from assistant.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"Erreur de configuration : {error}", file=sys.stderr)
+        return 2
+    # Gradio reads its temp folder when it is imported: point it at the app's own folder first.
+    settings.app_temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(settings.app_temp_dir)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        assistant = open_assistant(settings)
+        from assistant.webapp import AssistantApp
+
+        app = AssistantApp(assistant, settings)
+        print(f"Modèle de langage : {assistant.status().get('llm', '?')}", file=sys.stderr)
+        print("Démarrage de l'interface (Ctrl+C pour arrêter)…", file=sys.stderr)
+        app.launch()
+    except SettingsError as error:
+        print(f"Erreur de configuration : {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Arrêt demandé.", file=sys.stderr)
+        return 130
+    except Exception as error:  # the user reads French; the traceback goes to the log
+        logging.getLogger("assistant").error("startup failed", exc_info=True)
+        print(f"Erreur au démarrage : {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

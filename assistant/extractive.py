@@ -1,0 +1,431 @@
+"""The verbatim side of the assistant: passage selection, compact excerpts, the extractive answer,
+quotes for report writers and the scenario comparison table.
+
+Everything here is deterministic and instant: no language model. The extractive answer is made of
+short French titles that claim nothing (document › section) and verbatim quotes with their [n]
+markers; ``quote_results`` ranks verbatim passages with their full reference and exports them as
+Markdown or CSV; ``Comparison`` is one column per scenario, one row per section, each cell citing
+its passages or saying « non traité dans le dossier ».
+
+Passages are chosen by how much of the question they cover (``CorpusStats.coverage``: the share of
+the question's IDF weight found in the passage) combined with the retriever's rank. Deliberately
+left out: any rewording of the dossier; what is shown is what the dossier says.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.citations import META_TERMS, passage_sentences
+from assistant.inconsistencies import Variant
+from assistant.schema import SCENARIOS, SECTIONS, Citation, Passage
+from assistant.text import content_terms
+
+EXTRACTIVE_LEAD = (
+    "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
+)
+NOT_COVERED = "non traité dans le dossier"
+# Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
+REQUEST_TERMS = (
+    content_terms(
+        "cite citer cites textuellement textuel mot exactement exact exacte verbatim termes recopie "
+        "recopier dit disent dire répond répondent quel quelle quels quelles retient prévoit conclut "
+        "première dernière phrase compare comparer comparaison différents chaque trois thème"
+    )
+    | META_TERMS
+)
+# Long passages are quoted by their most relevant sentences, up to this many characters: about
+# 100 tokens, which keeps an LLM prompt of five passages within the time budget (MODELS.md:
+# 2.6 s per 100 prompt tokens on two cores).
+EXCERPT_CHARS = 420
+# A passage joins the answer when its score is at least this share of the best one: below it,
+# the measured passages were mostly about something else (development set, by kind).
+KEEP_RATIO = 0.75
+RANK_WEIGHT = 0.2
+LABEL_WEIGHT = 0.3
+OTHER_SCENARIO = 0.5
+
+
+class CorpusStats:
+    """Document frequencies over the indexed passages, for IDF weights and vocabulary tests."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.passages = list(passages)
+        self.df: dict[str, int] = {}
+        for passage in self.passages:
+            for term in content_terms(f"{passage.label} {passage.text}"):
+                self.df[term] = self.df.get(term, 0) + 1
+        self.size = len(self.passages)
+        # Words naming documents and scenarios: retrieval already weighs them (boosts), and as
+        # every breadcrumb repeats them they would rank passages by their titles.
+        names = {str(p.metadata.get("doc_label", "")) for p in self.passages} | set(SCENARIOS.values())
+        self.name_terms = content_terms(" ".join(names)) | set(SCENARIOS)
+
+    def idf(self, term: str) -> float:
+        return math.log((self.size + 1) / (self.df.get(term, 0) + 0.5))
+
+    def known(self, term: str) -> bool:
+        return term in self.df
+
+    def coverage(self, wanted: set[str], text: str) -> float:
+        """Share of the IDF weight of ``wanted`` present in ``text``."""
+        total = sum(self.idf(t) for t in wanted)
+        if not total:
+            return 0.0
+        present = content_terms(text)
+        return sum(self.idf(t) for t in wanted if t in present) / total
+
+
+def topic_terms(question: str) -> set[str]:
+    """The question's content terms without request and framing words."""
+    return content_terms(question) - REQUEST_TERMS
+
+
+def rank_passages(
+    passages: Sequence[Passage], wanted: set[str], stats: CorpusStats, scenarios: Sequence[str] = ()
+) -> list[tuple[float, Passage]]:
+    """Passages by how much of the question's topic their text covers (their breadcrumb counts
+    for less), halved when they belong to another scenario than the one asked, plus a share for
+    the retriever's rank."""
+    topic = (wanted - stats.name_terms) or wanted
+    allowed = (
+        set(scenarios)
+        | ({"note"} if "uge" in scenarios else set())
+        | ({"uge"} if "note" in scenarios else set())
+    )
+    scored = []
+    for position, passage in enumerate(passages):
+        score = stats.coverage(topic, passage.text) + LABEL_WEIGHT * stats.coverage(topic, passage.label)
+        if allowed and passage.scenario not in allowed:
+            score *= OTHER_SCENARIO
+        scored.append((score + RANK_WEIGHT / (1 + position), passage))
+    return sorted(scored, key=lambda item: -item[0])
+
+
+def select(
+    passages: Sequence[Passage],
+    wanted: set[str],
+    stats: CorpusStats,
+    limit: int,
+    sections: Sequence[str] = (),
+    scenarios: Sequence[str] = (),
+    keep_ratio: float | None = None,
+) -> list[Passage]:
+    """The passages an answer stands on: the best one and those close to it, at most ``limit``.
+
+    Identical texts (the sheets repeat their context paragraphs) count once; when the question
+    names a section and some passages come from it, the others are left out."""
+    ranked = rank_passages(passages, wanted, stats, scenarios)
+    if sections and any(p.section_kind in sections for _, p in ranked):
+        # A listing (« les limites du scénario ENTPE »): the rows of that section, in the
+        # retriever's order — every row answers, none is « closer » than another.
+        rows = [p for p in passages if p.section_kind in sections]
+        named = [p for p in rows if not scenarios or p.scenario in scenarios]
+        return _unique(named or rows)[:limit]
+    if not ranked:
+        return []
+    best = ranked[0][0]
+    ratio = KEEP_RATIO if keep_ratio is None else keep_ratio
+    chosen: list[Passage] = []
+    for score, passage in ranked:
+        if score >= ratio * best and all(p.text != passage.text for p in chosen):
+            chosen.append(passage)
+    return chosen[:limit]
+
+
+def _unique(passages: Sequence[Passage]) -> list[Passage]:
+    chosen: list[Passage] = []
+    for passage in passages:
+        if all(p.text != passage.text for p in chosen):
+            chosen.append(passage)
+    return chosen
+
+
+def excerpt_pieces(passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS) -> list[str]:
+    """The passage's most relevant sentences, verbatim and in document order: one piece when the
+    passage is short, otherwise the best sentences up to ``max_chars``."""
+    text = " ".join(line.strip() for line in passage.text.splitlines() if line.strip())
+    if len(text) <= max_chars:
+        return [text]
+    sentences = passage_sentences(passage.text)
+    ranked = sorted(range(len(sentences)), key=lambda i: (-len(content_terms(sentences[i]) & wanted), i))
+    chosen: list[int] = []
+    size = 0
+    for i in ranked:
+        if size + len(sentences[i]) > max_chars and chosen:
+            continue
+        chosen.append(i)
+        size += len(sentences[i])
+    return [sentences[i] for i in sorted(chosen)]
+
+
+def excerpt(passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS) -> str:
+    """The relevant sentences joined by « […] » (for a prompt, where nothing is presented as a quote)."""
+    return " […] ".join(excerpt_pieces(passage, wanted, max_chars))
+
+
+def render_item(passage: Passage, wanted: set[str], which: str | None = None) -> str:
+    """One bullet of the extractive answer: the row's subject and the quoted observations, or the
+    quoted relevant sentences of the paragraph (each quote verbatim on its own); ``which``
+    (« premi » / « derni ») asks for the first or the last sentence only."""
+    if which:
+        sentences = [x for x in passage_sentences(passage.text) if content_terms(x)] or [passage.text]
+        return f"« {sentences[0] if which.startswith('premi') else sentences[-1]} »"
+    if passage.metadata.get("kind") == "row" and " — " in passage.text:
+        subject, observations = passage.text.split(" — ", 1)
+        return f"{subject.strip()} — « {observations.strip()} »"
+    return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted))
+
+
+def group_title(passage: Passage) -> str:
+    """Document › section for a table row; the paragraph's own breadcrumb otherwise."""
+    if passage.metadata.get("kind") != "row":
+        return passage.label
+    doc = passage.metadata.get("doc_label") or passage.label.split(" › ")[0]
+    section = passage.metadata.get("section_label") or passage.metadata.get("section") or ""
+    return f"{doc} › {section}" if section else str(doc)
+
+
+def short_title(passage: Passage) -> str:
+    """Document › kind of section (« Scénario UGE › Synthèse »): names a source in one breath."""
+    doc = passage.metadata.get("doc_label") or passage.label.split(" › ")[0]
+    section = passage.metadata.get("section_label") or ""
+    return f"{doc} › {section}" if section else str(doc)
+
+
+def extractive_answer(
+    passages: Sequence[Passage], wanted: set[str], variants: Sequence[Variant] = (), which: str | None = None
+) -> str:
+    """The no-LLM answer body: passages grouped by document and section, quoted, marked [n]
+    (n = position in ``passages``); then the dossier's inconsistencies, both sources quoted."""
+    groups: dict[str, list[int]] = {}
+    for i, passage in enumerate(passages):
+        groups.setdefault(group_title(passage), []).append(i)
+    lines: list[str] = []
+    for title, items in groups.items():
+        lines.append(f"**{title}**")
+        lines += [f"- {render_item(passages[i], wanted, which)} [{i + 1}]" for i in items]
+        lines.append("")
+    lines += variant_lines(passages, variants)
+    return "\n".join(lines).strip()
+
+
+def variant_lines(passages: Sequence[Passage], variants: Sequence[Variant]) -> list[str]:
+    """« Incohérences du dossier » lines, both sources quoted; both must be in ``passages``."""
+    ids = [p.chunk_id for p in passages]
+    lines = []
+    for variant in variants:
+        if variant.first.chunk_id in ids and variant.second.chunk_id in ids:
+            a, b = ids.index(variant.first.chunk_id) + 1, ids.index(variant.second.chunk_id) + 1
+            lines.append(
+                f"- {short_title(variant.first)} : « {variant.first_span} » [{a}] ; "
+                f"{short_title(variant.second)} : « {variant.second_span} » [{b}]."
+            )
+    if not lines:
+        return []
+    return ["**Incohérences du dossier**", "Le dossier n'est pas cohérent sur ce point :", *lines]
+
+
+# -- quotes for report writers -----------------------------------------------------------------
+@dataclass
+class QuoteResult:
+    """A verbatim passage ranked for a request, with its full reference."""
+
+    rank: int
+    text: str
+    reference: str  # document › section › row
+    document: str
+    section: str
+    row: str
+    page: int | None
+    source: str
+    passage: Passage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rang": self.rank,
+            "citation": self.text,
+            "reference": self.reference,
+            "document": self.document,
+            "section": self.section,
+            "ligne": self.row,
+            "page": self.page,
+            "fichier": self.source,
+        }
+
+
+def quote_results(
+    passages: Sequence[Passage], wanted: set[str], stats: CorpusStats, k: int
+) -> list[QuoteResult]:
+    results = []
+    for rank, (_, passage) in enumerate(rank_passages(passages, wanted, stats)[:k], start=1):
+        meta = passage.metadata
+        results.append(
+            QuoteResult(
+                rank=rank,
+                text=passage.text,
+                reference=passage.label,
+                document=str(meta.get("doc_title") or meta.get("doc_label") or ""),
+                section=str(meta.get("section") or ""),
+                row=str(meta.get("subject") or ""),
+                page=passage.page,
+                source=str(meta.get("source") or ""),
+                passage=passage,
+            )
+        )
+    return results
+
+
+def quotes_to_markdown(results: Sequence[QuoteResult]) -> str:
+    """One block quote per passage, then its reference line: ready to paste into a report."""
+    blocks = []
+    for r in results:
+        quoted = "\n".join(f"> {line}" if line.strip() else ">" for line in r.text.splitlines())
+        page = f", p. {r.page}" if r.page else ""
+        blocks.append(f"{quoted}\n>\n> — {r.reference}{page} ({r.source})")
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+CSV_COLUMNS = ["rang", "citation", "reference", "document", "section", "ligne", "page", "fichier"]
+
+
+def quotes_to_csv(results: Sequence[QuoteResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.to_dict().items()})
+    return buffer.getvalue()
+
+
+# -- the comparison table ------------------------------------------------------------------------
+COMPARE_COLUMNS = ("cmvrh", "entpe", "uge")
+COMPARE_ROWS = ("opportunites", "limites", "questions", "synthese")
+# The UGE's proposal note has no Opportunités/Limites/Questions tables: its passages go to the
+# UGE column, in the Synthèse row (« Synthèse et note »).
+FOLDED = {"note": "uge"}
+CELL_LIMIT = 3
+SEMANTIC_TOP = 2
+CELL_CHARS = 160
+
+
+@dataclass
+class Comparison:
+    """One column per scenario, one row per section; cells hold citations (markers global)."""
+
+    theme: str
+    columns: list[str]
+    rows: list[str]
+    cells: dict[tuple[str, str], list[Citation]] = field(default_factory=dict)
+    variants: list[Variant] = field(default_factory=list)
+
+    @property
+    def citations(self) -> list[Citation]:
+        found: dict[int, Citation] = {}
+        for cell in self.cells.values():
+            for citation in cell:
+                found.setdefault(citation.marker, citation)
+        return [found[m] for m in sorted(found)]
+
+    def cell_text(self, column: str, row: str) -> str:
+        cited = self.cells.get((column, row), [])
+        if not cited:
+            return NOT_COVERED
+        return "<br>".join(f"{cell_quote(c)} [{c.marker}]" for c in cited)
+
+    def to_markdown(self) -> str:
+        names = [SCENARIOS.get(c, c) + (" (+ note)" if c == "uge" else "") for c in self.columns]
+        lines = [
+            f"**Comparaison des scénarios : {self.theme}**",
+            "",
+            "| Section | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for row in self.rows:
+            title = "Synthèse et note" if row == "synthese" else SECTIONS.get(row, row)
+            cells = [self.cell_text(c, row).replace("|", "/") for c in self.columns]
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        lines += ["", "**Sources**"] + [f"[{c.marker}] {c.passage.label}" for c in self.citations]
+        by_id = {c.passage.chunk_id: c.marker for c in self.citations}
+        for v in self.variants:
+            a, b = by_id.get(v.first.chunk_id), by_id.get(v.second.chunk_id)
+            lines.append(
+                f"\nIncohérence du dossier : « {v.first_span} » ({v.first.label}"
+                f"{f' [{a}]' if a else ''}) / « {v.second_span} » ({v.second.label}{f' [{b}]' if b else ''})."
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "theme": self.theme,
+            "columns": self.columns,
+            "rows": self.rows,
+            "cells": {
+                f"{c}/{r}": [x.to_dict() for x in self.cells.get((c, r), [])] or NOT_COVERED
+                for c in self.columns
+                for r in self.rows
+            },
+            "variants": [
+                {
+                    "first": v.first.label,
+                    "first_span": v.first_span,
+                    "second": v.second.label,
+                    "second_span": v.second_span,
+                }
+                for v in self.variants
+            ],
+        }
+
+
+def cell_quote(citation: Citation) -> str:
+    """A table row shows its subject and its observations; a paragraph its best sentence."""
+    passage = citation.passage
+    if passage.metadata.get("kind") == "row" and " — " in passage.text:
+        subject, observations = passage.text.split(" — ", 1)
+        return f"{short(subject, 60)} : « {short(observations)} »"
+    return f"« {short(citation.span)} »"
+
+
+def short(span: str, limit: int = CELL_CHARS) -> str:
+    """A verbatim prefix of the span, cut at a word and closed by « … » (still checkable)."""
+    span = " ".join(span.split())
+    if len(span) <= limit:
+        return span
+    return span[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def build_comparison(
+    theme: str,
+    passages: Sequence[Passage],
+    wanted: set[str],
+    columns: Sequence[str],
+    rows: Sequence[str] = COMPARE_ROWS,
+) -> Comparison:
+    """Fill each (scenario, section) cell with passages about the theme, in retrieval order.
+
+    A passage belongs to a cell when its best sentence shares a topic word with the theme, or
+    when it is among the retriever's first ``SEMANTIC_TOP`` results (the theme may be named
+    otherwise: « localisation » is « Géographie » in the tables). The breadcrumb is not read:
+    it names every section and would put every row in every theme."""
+    from assistant.citations import best_span
+
+    comparison = Comparison(theme, list(columns), list(rows))
+    marker = 0
+    for rank, passage in enumerate(passages):
+        scenario = FOLDED.get(passage.scenario, passage.scenario)
+        row = passage.section_kind if passage.scenario != "note" else "synthese"
+        if scenario not in columns or row not in rows:
+            continue
+        span, start = best_span(passage, "", wanted)
+        if not (content_terms(span) & wanted or rank < SEMANTIC_TOP):
+            continue
+        cell = comparison.cells.setdefault((scenario, row), [])
+        if len(cell) < CELL_LIMIT:
+            marker += 1
+            cell.append(Citation(marker, passage, span, start))
+    return comparison
