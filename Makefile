@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-dev run index test test-fast lint typecheck eval eval-answer eval-llm bench clean
+.PHONY: install install-dev system-deps run index test test-fast gate lint typecheck eval eval-answer eval-llm bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,22 @@ index: install
 run: install
 	$(PY) app.py
 
-test: install-dev
+# Browser tests drive Debian's Chromium (Playwright's own browser download does not work here);
+# the emoji font draws the 👍/👎 buttons in screenshots.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto color emoji"; then \
+		echo "Installation de Chromium (tests dans le navigateur)…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; \
+	fi
+
+test: install-dev system-deps
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory gate
+
+# Quality gate on the development set (thresholds in evals/thresholds.json), extractive backend.
+gate: install
+	$(VENV)/bin/assistant eval evals/qa.jsonl --mode retrieval --gate
+	$(VENV)/bin/assistant eval evals/qa.jsonl --mode answer --llm extractive --gate
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not llm and not browser"
@@ -48,8 +62,16 @@ typecheck: install-dev
 eval: install
 	$(VENV)/bin/assistant eval evals/qa.jsonl --mode retrieval --baseline
 
+eval-answer: install
+	$(VENV)/bin/assistant eval evals/qa.jsonl --mode answer --llm extractive --out runs/extractif
+
+# The full answer evaluation with the local LLM (long: ~30 s to 1 min per question on 2 cores).
+eval-llm: install
+	$(PY) scripts/eval_llm.py
+
 bench: install
 	$(PY) scripts/bench_retrieval.py
+	$(PY) scripts/bench_llm.py
 
 clean:
 	rm -rf $(VENV) index .cache test-artifacts
