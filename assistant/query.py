@@ -145,7 +145,8 @@ def topic_text(question: str, sections: list[str]) -> str:
     """The question without its scenario and section words: what lexical search looks for."""
     remaining = strip_scenarios(question)
     for kind in sections:
-        remaining = SECTION_PATTERNS[kind].sub(" ", remaining)
+        # Whole words go: « conclu » must take « conclusion » with it, not leave « sion ».
+        remaining = re.sub(rf"\w*(?:{SECTION_PATTERNS[kind].pattern})\w*", " ", remaining)
     return " ".join(
         t for t in re.findall(r"[a-z0-9]+", remaining) if analyze(t) and analyze(t)[0] not in _GENERIC
     )
