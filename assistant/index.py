@@ -7,7 +7,7 @@ generation, so changing one file re-embeds only that file. The manifest (format 
 embedder, chunker version, SHA-256 of every corpus file) decides what is fresh; any mismatch of
 embedder or chunker rebuilds everything rather than mixing vectors.
 
-One writer at a time: a lock file guards builds (``RELIABILITY.md``: concurrent writers have
+One writer at a time: a lock file guards builds (Chroma reports: concurrent writers have
 corrupted Chroma folders beyond repair). Readers never need it.
 """
 

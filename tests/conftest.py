@@ -23,7 +23,7 @@ from assistant.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SOURCE = PROJECT_ROOT / "corpus"
-DOSSIER = PROJECT_ROOT.parent / "shared" / "dossier" / "000_6be0532de56a1555.txt"
+DOSSIER = PROJECT_ROOT / "tools" / "dossier" / "000_6be0532de56a1555.txt"
 CORPUS_FILES = (
     "01_scenario_cmvrh.md",
     "02_scenario_entpe.md",

@@ -19,7 +19,7 @@ from assistant.structure import build_blocks
 from assistant.text import clean_markup, match_key
 from tests.conftest import CORPUS_FILES, CORPUS_SOURCE, DOSSIER, PROJECT_ROOT
 
-# (first line, last line, corpus file, scenario, label) — from /work/shared/dossier/README.md.
+# (first line, last line, corpus file, scenario, label) — from tools/dossier/README.md.
 DOCUMENTS = [
     (1, 105, "01_scenario_cmvrh.md", "cmvrh", "Scénario CMVRH"),
     (106, 182, "02_scenario_entpe.md", "entpe", "Scénario ENTPE"),

@@ -20,7 +20,7 @@ from assistant.structure import build_blocks
 from assistant.text import clean_markup, match_key, split_sentences
 from tests.conftest import CORPUS_FILES, CORPUS_SOURCE, DOSSIER, PROJECT_ROOT
 
-# Dossier line ranges of the four documents (see /work/shared/dossier/README.md).
+# Dossier line ranges of the four documents (see tools/dossier/README.md).
 RANGES = {
     "01_scenario_cmvrh": (1, 105),
     "02_scenario_entpe": (106, 182),

@@ -4,7 +4,7 @@ Every line of text is kept word for word, markup included (``**``, ``^{er}``, HT
 only the structure is made explicit (``#`` headings, pipe tables, list markers), so that the
 loaders can read sections and table rows without guessing. Run once; the result is committed.
 
-    python tools/convert_dossier.py ../shared/dossier/000_6be0532de56a1555.txt corpus/
+    python tools/convert_dossier.py tools/dossier/000_6be0532de56a1555.txt corpus/
 """
 
 from __future__ import annotations
