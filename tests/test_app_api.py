@@ -294,6 +294,47 @@ def test_gradio_never_serves_the_corpus_index_or_feedback(app: RunningApp) -> No
             assert refused.value.code in (403, 404), url
 
 
+def test_evaluation_tab_runs_a_retrieval_subset(client, retriever, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gradio_client import handle_file
+
+    from assistant.evaluation.dataset import load_cases
+    from assistant.evaluation.report import fmt
+    from assistant.evaluation.runs import retrieval_records, summarize_records
+
+    lines = (PROJECT_ROOT / "evals" / "qa.jsonl").read_text(encoding="utf-8").splitlines()[:5]
+    subset = tmp_path / "sous-ensemble.jsonl"
+    subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, summary, failures, reports = client.predict(
+        "qa.jsonl", handle_file(str(subset)), "Recherche", True, api_name="/evaluate"
+    )
+    assert "5 questions de « sous-ensemble.jsonl »" in html.unescape(status), status
+    summary = html.unescape(summary)
+    assert "mode Recherche · 5 questions" in summary and "Contrôle qualité" in summary
+    # The figures are those of the evaluation module on the same index (the app's is a copy).
+    expected = summarize_records(retrieval_records(load_cases(subset), retriever), "retrieval")
+    for key in ("hit@5", "mrr@10"):
+        shown = re.search(rf"<code>{re.escape(key)}</code></td><td>[^<]*</td><td[^>]*>([^<]*)</td>", summary)
+        assert shown and shown.group(1) == fmt(expected[key], key), (key, summary)
+    assert "fait" in summary  # the table per question kind
+    assert ("Attendu" in failures) == (expected["hit@5"] < 1.0)  # failing questions are shown
+    assert sorted(Path(p).name for p in reports) == ["report.html", "report.md"]
+    report = Path(next(p for p in reports if p.endswith(".md"))).read_text(encoding="utf-8")
+    assert "sous-ensemble" in report and "5" in report
+    # A set with bad lines is refused whole, every bad line named, and nothing is offered.
+    bad = tmp_path / "mauvais.jsonl"
+    bad.write_text(lines[0] + '\n{pas du json\n{"id": "x"}\n', encoding="utf-8")
+    status, summary, _, reports = client.predict(
+        "qa.jsonl", handle_file(str(bad)), "Recherche", True, api_name="/evaluate"
+    )
+    status = html.unescape(status)
+    assert "contient des lignes invalides" in status and "ligne 2 : JSON invalide" in status
+    assert "ligne 3 : champ « kind » manquant ou vide" in status and summary == "" and not reports
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not in the list of choices"):  # only a set of evals/, by name
+        client.predict("../pyproject.toml", None, "Recherche", True, api_name="/evaluate")
+
+
 # ------------------------------------------------------------------------ renderers, no server
 
 

@@ -252,3 +252,22 @@ def test_reindex_reports_with_progress(page: Any) -> None:
     status = page.locator("#status-line").inner_text()
     assert "5 documents" in status  # the uploaded one included
     shot(page, "09_reindexation")
+
+
+def test_evaluation_tab_runs_a_set_and_shows_the_summary(page: Any, tmp_path: Path) -> None:
+    page.get_by_role("tab", name="Évaluation").click()
+    lines = (PROJECT_ROOT / "evals" / "qa.jsonl").read_text(encoding="utf-8").splitlines()
+    small = tmp_path / "jeu_court.jsonl"
+    small.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    page.set_input_files("#eval-upload input[type=file]", str(small))
+    time.sleep(1.0)  # let the upload finish before sending
+    page.click("#eval-run")
+    page.wait_for_selector("#eval-status .msg-ok", timeout=120_000)
+    assert "6 questions de « jeu_court.jsonl »" in page.locator("#eval-status").inner_text()
+    summary = page.locator("#eval-summary").inner_text()
+    assert "mode Recherche" in summary and "hit@5" in summary and "Par type de question" in summary
+    assert "Contrôle qualité" in summary
+    assert page.locator("#eval-failures").inner_text().strip()  # failures, or « Aucune question en échec »
+    reports = page.locator("#eval-reports").inner_text().replace("\n", "")
+    assert "report.html" in reports and "report.md" in reports
+    shot(page, "10_evaluation")
