@@ -1,0 +1,62 @@
+"""What each part of retrieval brings: the evaluation run with one part switched off at a time.
+
+    python scripts/ablation_retrieval.py [evals/qa.jsonl]
+
+Uses the index of the settings (``ASSISTANT_INDEX_DIR``, built if missing). Prints one column per
+variant: the full hybrid search, dense only, keyword (BM25) only, without sentence vectors,
+without scenario/section boosts. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from assistant import retrieval
+from assistant.evaluation.dataset import load_cases
+from assistant.evaluation.runner import RETRIEVAL_KEYS, by_kind, evaluate_retrieval, format_table, summarize
+from assistant.index import CorpusIndex
+from assistant.settings import Settings
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    cases = load_cases(Path(sys.argv[1] if len(sys.argv) > 1 else "evals/qa.jsonl"))
+    settings = Settings.from_env()
+    index = CorpusIndex(settings)
+    index.ensure()
+    variants = {
+        "hybride": {},
+        "dense seul": {"use_lexical": False},
+        "BM25 seul": {"use_dense": False},
+        "sans phrases": {"sentences": False},
+        "sans boosts": {"boosts": False},
+    }
+    summaries, kinds = {}, {}
+    boosts = (retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST)
+    for name, change in variants.items():
+        retriever = retrieval.Retriever(
+            index, settings.replace(**{k: v for k, v in change.items() if k.startswith("use_")})
+        )
+        if change.get("sentences") is False:
+            retriever.sentence_store = None
+        retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST = (
+            (0.0, 0.0) if change.get("boosts") is False else boosts
+        )
+
+        def search(case, retriever=retriever):  # type: ignore[no-untyped-def]
+            return [p.text for p in retriever.search(case.question, history=case.history, k=10).passages]
+
+        results = evaluate_retrieval(cases, search)
+        summaries[name], kinds[name] = summarize(results), by_kind(results)
+    retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST = boosts
+    print(format_table(summaries, RETRIEVAL_KEYS))
+    for kind in sorted(next(iter(kinds.values()))):
+        if kind != "unanswerable":
+            print(f"\n{kind} — hit@5")
+            print(format_table({n: kinds[n][kind] for n in kinds}, ["hit@5", "mrr@10"]))
+
+
+if __name__ == "__main__":
+    main()
