@@ -37,11 +37,15 @@ from assistant.extractive import (
     extractive_answer,
     quote_results,
     rank_passages,
+    relevant_variants,
+    section_table,
     select,
+    select_plain,
+    spans_documents,
     topic_terms,
     variant_lines,
 )
-from assistant.inconsistencies import VariantIndex
+from assistant.inconsistencies import Variant, VariantIndex
 from assistant.schema import Answer, Passage
 from assistant.settings import Settings
 from assistant.text import content_terms
@@ -210,8 +214,13 @@ class AnswerPipeline:
                     intent, passages, wanted, first=position.group(1).lower().startswith("premi")
                 )
             ]
-        elif intent.compare:
+        elif intent.compare or (self.model is None and spans_documents(intent.standalone)):
             chosen = self._spread(intent, passages, wanted) or passages[:1]
+        elif self.model is None and getattr(intent, "listing", False) and self._table_row(intent, passages):
+            # Extractive listing: the whole table asked for, in document order.
+            chosen = section_table(self.trusted, self._table_row(intent, passages))
+        elif self.model is None and not getattr(intent, "listing", False):
+            chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
         else:
             listing = getattr(intent, "listing", False) or bool(intent.sections and not intent.follow_up)
             focused = FOCUSED_PASSAGES if self.model is None else LLM_PASSAGES
@@ -224,10 +233,21 @@ class AnswerPipeline:
                 intent.scenarios,
                 keep_ratio=None if self.model is None else 0.0,
             )
-        for variant in self.variant_index.find(chosen, wanted - answerability.TYPE_TERMS)[:MAX_VARIANTS]:
+        cap = max(MAX_PASSAGES, len(chosen))
+        for variant in self._variants(chosen, wanted):
             if variant.second.chunk_id not in {p.chunk_id for p in chosen}:
                 chosen.append(variant.second)
-        return chosen[: MAX_PASSAGES + MAX_VARIANTS]
+        return chosen[: cap + MAX_VARIANTS]
+
+    def _table_row(self, intent: Any, passages: list[Passage]) -> Passage | None:
+        """The best retrieved table row of the section (and scenario) a listing asks for."""
+        rows = [p for p in passages if p.section_kind in intent.sections and p.metadata.get("kind") == "row"]
+        named = [p for p in rows if not intent.scenarios or p.scenario in intent.scenarios]
+        return (named or rows or [None])[0]
+
+    def _variants(self, passages: list[Passage], wanted: set[str]) -> list[Variant]:
+        found = self.variant_index.find(passages, wanted - answerability.TYPE_TERMS)
+        return relevant_variants(found, wanted, self.stats)[:MAX_VARIANTS]
 
     def _at_position(self, intent: Any, passages: list[Passage], wanted: set[str], first: bool) -> Passage:
         """« La première / dernière phrase de … »: the first or last passage of the section the
@@ -285,7 +305,7 @@ class AnswerPipeline:
         timings: dict[str, float],
     ) -> Iterator[AnswerStreamEvent]:
         started = time.perf_counter()
-        variants = self.variant_index.find(context, wanted - answerability.TYPE_TERMS)[:MAX_VARIANTS]
+        variants = self._variants(context, wanted)
         raw = ""
         streamed = False
         if self.model is not None:
@@ -316,6 +336,15 @@ class AnswerPipeline:
                 )
                 answer.flags.append("extractive_fallback")
                 answer.removed += verification.removed
+                verification = None
+            elif _only_refusals(verification) and context:
+                # The assessment found the answer in the dossier; the small model often refuses
+                # anyway (« Le dossier ne traite pas… » on an ellipsis or a comparison): the
+                # passages are shown rather than a refusal the dossier contradicts.
+                answer.notices.append(
+                    "Le modèle n'a pas su répondre à partir des passages : voici les extraits pertinents."
+                )
+                answer.flags.append("extractive_fallback")
                 verification = None
         if verification is None:
             position = POSITIONAL.search(answer.question)

@@ -53,15 +53,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", help="dossier du corpus (ASSISTANT_CORPUS_DIR, défaut : corpus/)")
     parser.add_argument("--index", help="dossier de l'index (ASSISTANT_INDEX_DIR, défaut : index/)")
-    parser.add_argument("--embedder", help="modèle d'embeddings : e5, st:minilm, st:<chemin> (ASSISTANT_EMBEDDER)")
+    parser.add_argument(
+        "--embedder", help="modèle d'embeddings : e5, st:minilm, st:<chemin> (ASSISTANT_EMBEDDER)"
+    )
     parser.add_argument("--json", action="store_true", help="sortie JSON")
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
-                        help="restreindre à un scénario (répétable)")
-    parser.add_argument("--section", action="append", choices=sorted(SECTIONS),
-                        help="restreindre à une section (répétable)")
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="restreindre à un scénario (répétable)"
+    )
+    parser.add_argument(
+        "--section", action="append", choices=sorted(SECTIONS), help="restreindre à une section (répétable)"
+    )
     parser.add_argument("-k", type=int, help="nombre de passages (défaut : 8)")
 
 
@@ -71,12 +75,19 @@ def report_index(report: Any, out: Any = None) -> None:
         print("Index à jour : rien à recalculer.", file=out)
         return
     parts = []
-    for label, names in (("ajouté(s)", report.added), ("mis à jour", report.updated),
-                         ("retiré(s)", report.removed), ("inchangé(s)", report.unchanged)):
+    for label, names in (
+        ("ajouté(s)", report.added),
+        ("mis à jour", report.updated),
+        ("retiré(s)", report.removed),
+        ("inchangé(s)", report.unchanged),
+    ):
         if names:
             parts.append(f"{len(names)} {label}")
-    print(f"Index construit en {report.seconds:.1f} s : {', '.join(parts) or 'aucun document'} ; "
-          f"{report.total_chunks} passages dont {report.embedded_chunks} calculés.", file=out)
+    print(
+        f"Index construit en {report.seconds:.1f} s : {', '.join(parts) or 'aucun document'} ; "
+        f"{report.total_chunks} passages dont {report.embedded_chunks} calculés.",
+        file=out,
+    )
     for error in report.refused:
         print(f"  Refusé : {error}", file=out)
     for name in report.kept_previous:
@@ -87,14 +98,26 @@ def cmd_index(args: argparse.Namespace) -> int:
     from assistant.index import CorpusIndex
 
     index = CorpusIndex(_settings(args))
-    report = index.update(progress=_progress_bar(), force=args.rebuild) if args.rebuild or index.state() != "fresh" else None
+    report = (
+        index.update(progress=_progress_bar(), force=args.rebuild)
+        if args.rebuild or index.state() != "fresh"
+        else None
+    )
     report_index(report)
     if args.json:
-        print(json.dumps({
-            "state": index.state(), "documents": index.documents(),
-            "refused": [{"file": e.path.name, "reason": e.reason} for e in (report.refused if report else [])],
-            "seconds": round(report.seconds, 2) if report else 0.0,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "state": index.state(),
+                    "documents": index.documents(),
+                    "refused": [
+                        {"file": e.path.name, "reason": e.reason} for e in (report.refused if report else [])
+                    ],
+                    "seconds": round(report.seconds, 2) if report else 0.0,
+                },
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 
@@ -114,8 +137,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     retriever = open_retriever(settings)
     result = retriever.search(args.question, scenarios=args.scenario, sections=args.section, k=args.k)
     if args.json:
-        print(json.dumps({"question": args.question, "passages": [p.to_dict() for p in result.passages],
-                          "timings": result.timings}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "question": args.question,
+                    "passages": [p.to_dict() for p in result.passages],
+                    "timings": result.timings,
+                },
+                ensure_ascii=False,
+            )
+        )
         return 0
     if not result.passages:
         print("Aucun passage trouvé.")
@@ -139,8 +170,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.set == "import-feedback":
         return _eval_import_feedback(args)
     if args.paths:
-        print(f"Erreur : argument(s) inattendu(s) : {' '.join(args.paths)} "
-              "(un seul jeu de questions par évaluation).", file=sys.stderr)
+        print(
+            f"Erreur : argument(s) inattendu(s) : {' '.join(args.paths)} "
+            "(un seul jeu de questions par évaluation).",
+            file=sys.stderr,
+        )
         return 2
     return _eval_run(args)
 
@@ -201,8 +235,11 @@ def _eval_run(args: argparse.Namespace) -> int:
     summary = run.summary
     columns = {"assistant" if args.mode == "retrieval" else str(backend): summary}
     if args.baseline and args.mode == "retrieval":
-        raw = [(p.name, p.read_text(encoding="utf-8", errors="replace"))
-               for p in corpus_files(settings.corpus_dir) if p.suffix.lower() in {".md", ".txt"}]
+        raw = [
+            (p.name, p.read_text(encoding="utf-8", errors="replace"))
+            for p in corpus_files(settings.corpus_dir)
+            if p.suffix.lower() in {".md", ".txt"}
+        ]
         print("Référence : construction du pipeline LangChain simple…", file=sys.stderr)
         baseline = BaselinePipeline(raw, retriever.embeddings)
         with tqdm(total=len(cases), desc="Référence", unit="question", file=sys.stderr) as bar:
@@ -218,8 +255,11 @@ def _eval_run(args: argparse.Namespace) -> int:
     print(format_table(shown, keys))
     failures = run.failures
     if failures:
-        title = ("Questions sans passage pertinent dans les 5 premiers" if args.mode == "retrieval"
-                 else "Questions en échec")
+        title = (
+            "Questions sans passage pertinent dans les 5 premiers"
+            if args.mode == "retrieval"
+            else "Questions en échec"
+        )
         print(f"\n{title} ({len(failures)}) :")
         for r in failures:
             print(f"  {r['id']} [{r['kind']}] {r['question']}")
@@ -261,8 +301,11 @@ def _eval_compare(args: argparse.Namespace) -> int:
     from assistant.evaluation.runs import RunError, load_run
 
     if len(args.paths) != 2:
-        print("Erreur : « eval compare » attend deux dossiers de runs, la référence puis le nouveau "
-              "(assistant eval compare runs/A runs/B).", file=sys.stderr)
+        print(
+            "Erreur : « eval compare » attend deux dossiers de runs, la référence puis le nouveau "
+            "(assistant eval compare runs/A runs/B).",
+            file=sys.stderr,
+        )
         return 2
     try:
         first, second = load_run(Path(args.paths[0])), load_run(Path(args.paths[1]))
@@ -328,8 +371,11 @@ def _eval_import_feedback(args: argparse.Namespace) -> int:
     draft_ids, draft_keys = _case_ids_and_keys(out)
     drafts = negative_to_cases(entries)
     known = set_keys | draft_keys
-    fresh = [d for d in drafts
-             if json.dumps([d["question"], d.get("history") or []], ensure_ascii=False) not in known]
+    fresh = [
+        d
+        for d in drafts
+        if json.dumps([d["question"], d.get("history") or []], ensure_ascii=False) not in known
+    ]
     next_id = max([*set_ids, *draft_ids, 0]) + 1
     for offset, draft in enumerate(fresh):
         draft["id"] = f"q{next_id + offset:03d}"
@@ -339,23 +385,45 @@ def _eval_import_feedback(args: argparse.Namespace) -> int:
             for draft in fresh:
                 handle.write(json.dumps(draft, ensure_ascii=False) + "\n")
     negatives = sum(1 for e in entries if e.get("rating") == "down")
-    print(f"{len(entries)} avis lus dans {source}, dont {negatives} 👎 : {len(fresh)} brouillon(s) ajouté(s) "
-          f"à {out}" + (f" ({len(drafts) - len(fresh)} déjà présent(s) dans le jeu ou les brouillons)"
-                        if len(drafts) > len(fresh) else "") + ".")
+    print(
+        f"{len(entries)} avis lus dans {source}, dont {negatives} 👎 : {len(fresh)} brouillon(s) ajouté(s) "
+        f"à {out}"
+        + (
+            f" ({len(drafts) - len(fresh)} déjà présent(s) dans le jeu ou les brouillons)"
+            if len(drafts) > len(fresh)
+            else ""
+        )
+        + "."
+    )
     if fresh:
-        print("À compléter avant d'entrer dans le jeu : « evidence » et « facts » copiés du dossier (ou "
-              "« kind »: « unanswerable », « answerable »: false), puis retirer la clé « _feedback » et "
-              "lancer python3 evals/check_set.py (voir evals/README.md).")
+        print(
+            "À compléter avant d'entrer dans le jeu : « evidence » et « facts » copiés du dossier (ou "
+            "« kind »: « unanswerable », « answerable »: false), puis retirer la clé « _feedback » et "
+            "lancer python3 evals/check_set.py (voir evals/README.md)."
+        )
     if args.json:
-        print(json.dumps({"source": str(source), "out": str(out), "entries": len(entries),
-                          "negative": negatives, "added": [d["id"] for d in fresh],
-                          "skipped": len(drafts) - len(fresh)}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "source": str(source),
+                    "out": str(out),
+                    "entries": len(entries),
+                    "negative": negatives,
+                    "added": [d["id"] for d in fresh],
+                    "skipped": len(drafts) - len(fresh),
+                },
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 
 def _add_llm(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--llm", choices=["auto", "local", "openai", "extractive"],
-                        help="modèle de langage : auto (défaut), local, openai ou extractive (ASSISTANT_LLM)")
+    parser.add_argument(
+        "--llm",
+        choices=["auto", "local", "openai", "extractive"],
+        help="modèle de langage : auto (défaut), local, openai ou extractive (ASSISTANT_LLM)",
+    )
 
 
 def _print_sources(answer: Any) -> None:
@@ -475,22 +543,37 @@ def build_parser() -> argparse.ArgumentParser:
         "(pour compare et import-feedback, les options viennent après les chemins)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluate.add_argument("set", metavar="JEU",
-                          help="fichier JSONL (voir evals/README.md), « compare » ou « import-feedback »")
-    evaluate.add_argument("paths", nargs="*", metavar="CHEMIN",
-                          help="compare : les dossiers des deux runs (référence puis nouveau) ; "
-                          "import-feedback : le fichier d'avis (défaut : ASSISTANT_FEEDBACK_PATH)")
-    evaluate.add_argument("--mode", choices=["retrieval", "answer"], default="retrieval",
-                          help="retrieval : passages retrouvés (défaut) ; answer : réponses et citations")
+    evaluate.add_argument(
+        "set", metavar="JEU", help="fichier JSONL (voir evals/README.md), « compare » ou « import-feedback »"
+    )
+    evaluate.add_argument(
+        "paths",
+        nargs="*",
+        metavar="CHEMIN",
+        help="compare : les dossiers des deux runs (référence puis nouveau) ; "
+        "import-feedback : le fichier d'avis (défaut : ASSISTANT_FEEDBACK_PATH)",
+    )
+    evaluate.add_argument(
+        "--mode",
+        choices=["retrieval", "answer"],
+        default="retrieval",
+        help="retrieval : passages retrouvés (défaut) ; answer : réponses et citations",
+    )
     evaluate.add_argument("--baseline", action="store_true", help="comparer à un pipeline LangChain simple")
-    evaluate.add_argument("--out", help="dossier du run à écrire (runs/NOM : résultats, résumé, rapports) ; "
-                          "import-feedback : fichier des brouillons (défaut : evals/drafts.jsonl)")
-    evaluate.add_argument("--gate", action="store_true",
-                          help="code de sortie 1 si une métrique est hors seuil")
+    evaluate.add_argument(
+        "--out",
+        help="dossier du run à écrire (runs/NOM : résultats, résumé, rapports) ; "
+        "import-feedback : fichier des brouillons (défaut : evals/drafts.jsonl)",
+    )
+    evaluate.add_argument(
+        "--gate", action="store_true", help="code de sortie 1 si une métrique est hors seuil"
+    )
     evaluate.add_argument("--thresholds", help="fichier de seuils (défaut : evals/thresholds.json)")
-    evaluate.add_argument("--max-regressions", type=int,
-                          help="compare : questions en régression tolérées "
-                          "(défaut : fichier de seuils, sinon 0)")
+    evaluate.add_argument(
+        "--max-regressions",
+        type=int,
+        help="compare : questions en régression tolérées (défaut : fichier de seuils, sinon 0)",
+    )
     _add_common(evaluate)
     _add_llm(evaluate)
     evaluate.set_defaults(func=cmd_eval)
@@ -499,10 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     _add_common(ask)
     _add_llm(ask)
-    ask.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
-                     help="restreindre à un scénario (répétable)")
-    ask.add_argument("--section", action="append", choices=sorted(SECTIONS),
-                     help="restreindre à une section (répétable)")
+    ask.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="restreindre à un scénario (répétable)"
+    )
+    ask.add_argument(
+        "--section", action="append", choices=sorted(SECTIONS), help="restreindre à une section (répétable)"
+    )
     ask.set_defaults(func=cmd_ask)
 
     quote = commands.add_parser("quote", help="citations textuelles avec leur référence (Markdown ou CSV)")
@@ -515,8 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="comparer les scénarios sur un thème (tableau cité)")
     compare.add_argument("theme")
     _add_common(compare)
-    compare.add_argument("--scenario", action="append", choices=["cmvrh", "entpe", "uge"],
-                         help="scénarios à comparer (répétable ; défaut : les trois)")
+    compare.add_argument(
+        "--scenario",
+        action="append",
+        choices=["cmvrh", "entpe", "uge"],
+        help="scénarios à comparer (répétable ; défaut : les trois)",
+    )
     compare.set_defaults(func=cmd_compare)
     return parser
 
@@ -524,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except SettingsError as error:

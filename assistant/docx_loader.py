@@ -25,9 +25,9 @@ from the elements (one per line, list items prefixed with « - », cells separat
 Left out: text boxes and shapes, headers and footers, footnotes and endnotes, comments, images,
 embedded objects, the numbering's rendered labels (« 1. », « a) »), bold « Normal » paragraphs
 used as headings (only styles make headings here, unlike the PDF loader which has no styles to
-go by), and old binary .doc files (refused with advice). A corrupt file, a file that is not a zip, a zip that holds no Word
-document or one that decompresses to more than ``DOCX_MAX_UNCOMPRESSED`` bytes raises
-``IngestError``.
+go by), and old binary .doc files (refused with advice). A corrupt file, a file that is not a
+zip, a zip that holds no Word document or one that decompresses to more than
+``DOCX_MAX_UNCOMPRESSED`` bytes raises ``IngestError``.
 """
 
 from __future__ import annotations
@@ -96,15 +96,11 @@ def load_docx(path: Path) -> LoadedDocument:
         body = document.element.body
         styles = _Styles(document.styles.element)
     except (OpcError, LxmlError, zipfile.BadZipFile, *_READ_ERRORS) as exc:
-        raise IngestError(
-            path, f"{_CORRUPT} (le contenu du document ne peut pas être lu)."
-        ) from exc
+        raise IngestError(path, f"{_CORRUPT} (le contenu du document ne peut pas être lu).") from exc
     builder = _Builder(styles)
     builder.blocks(body)
     meta: dict[str, str] = {}
-    return LoadedDocument(
-        str(path), doc_id_for(path), "".join(builder.parts), builder.elements, meta
-    )
+    return LoadedDocument(str(path), doc_id_for(path), "".join(builder.parts), builder.elements, meta)
 
 
 def _check_archive(path: Path) -> None:
@@ -245,9 +241,7 @@ class _Builder:
 
     # -- output
 
-    def emit(
-        self, kind: ElementKind, text: str, *, level: int = 0, cells: list[str] | None = None
-    ) -> None:
+    def emit(self, kind: ElementKind, text: str, *, level: int = 0, cells: list[str] | None = None) -> None:
         if not text.strip():
             return
         separator = "\n" if kind == "heading" and self.parts else ""
@@ -286,16 +280,10 @@ class _Builder:
         if level:
             self.emit("heading", text, level=level)
             return
-        if (
-            _numbered(ppr)
-            or any(s.numbered for s in chain)
-            or any(_LIST_STYLE.search(n) for n in names)
-        ):
+        if _numbered(ppr) or any(s.numbered for s in chain) or any(_LIST_STYLE.search(n) for n in names):
             ilvl = _ilvl(ppr)
             if ilvl is None:
-                number = next(
-                    (_STYLE_NUMBER.search(n) for n in names if _LIST_STYLE.search(n)), None
-                )
+                number = next((_STYLE_NUMBER.search(n) for n in names if _LIST_STYLE.search(n)), None)
                 level = int(number.group(1)) if number else 1
             else:
                 level = ilvl + 1
@@ -364,9 +352,7 @@ class _Builder:
                 pieces.append(_text(child))
             elif child.tag == _W + "tbl":  # nested table: its cells, in order
                 pieces += [
-                    self.cell_text(inner)
-                    for row in _children(child, "tr")
-                    for inner in _children(row, "tc")
+                    self.cell_text(inner) for row in _children(child, "tr") for inner in _children(row, "tc")
                 ]
             elif child.tag in (_W + "sdt", _W + "customXml"):
                 pieces.append(_text(child))

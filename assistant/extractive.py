@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from assistant.citations import META_TERMS, passage_sentences
 from assistant.inconsistencies import Variant
 from assistant.schema import SCENARIOS, SECTIONS, Citation, Passage
-from assistant.text import content_terms
+from assistant.text import content_terms, fold
 
 EXTRACTIVE_LEAD = (
     "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
@@ -46,6 +47,18 @@ EXCERPT_CHARS = 420
 # A passage joins the answer when its score is at least this share of the best one: below it,
 # the measured passages were mostly about something else (development set, by kind).
 KEEP_RATIO = 0.75
+# A plain question (a fact, a paraphrase, a follow-up, a quote: neither a section listing nor a
+# comparison) usually lives in one passage, or in the same paragraph repeated by the three
+# sheets. Its answer cites the best passage and those within PLAIN_MARGIN of it (relative,
+# on the ``rank_passages`` score), at most PLAIN_LIMIT; a runner-up must also cover at least
+# as many of the question's topic terms as the best one minus PLAIN_TERM_SLACK.
+# Measured on evals/qa.jsonl (extractive backend, cached retrieval, citation_precision over the
+# 81 plain questions): limit 1 → 0.654, limit 2 / margin 0.75 → 0.660, margin 0.80–0.85 → 0.648,
+# margin 0.90 → 0.654; the margin hardly matters, what a second passage brings is the repeated
+# context paragraphs (fact_coverage), so margin 0.90 and at most 2.
+PLAIN_MARGIN = 0.9
+PLAIN_LIMIT = 2
+PLAIN_TERM_SLACK = 0
 RANK_WEIGHT = 0.2
 LABEL_WEIGHT = 0.3
 OTHER_SCENARIO = 0.5
@@ -136,6 +149,75 @@ def select(
         if score >= ratio * best and all(p.text != passage.text for p in chosen):
             chosen.append(passage)
     return chosen[:limit]
+
+
+# Wording that asks about several documents at once (« chaque fiche », « les différents
+# scénarios », « les trois fiches », « toutes ») without the comparison words the query
+# understanding knows: such a question is answered like a comparison, one passage per scenario.
+SEVERAL_DOCUMENTS = re.compile(
+    r"\bchaque (fiche|document|structure|option|hypothese|scenario)|"
+    r"\b(differents|differentes|divers|trois|tous les|toutes les) "
+    r"(scenarios|fiches|documents|structures|options)|"
+    r"\b(fiches|documents|scenarios)\b.*\b(toutes|tous)\b|\bselon (les|la) (fiches|documents|structure)"
+)
+
+
+def spans_documents(question: str) -> bool:
+    """Whether the question asks what several documents say (see SEVERAL_DOCUMENTS)."""
+    return bool(SEVERAL_DOCUMENTS.search(fold(question)))
+
+
+def select_plain(
+    passages: Sequence[Passage],
+    wanted: set[str],
+    stats: CorpusStats,
+    scenarios: Sequence[str] = (),
+    margin: float = PLAIN_MARGIN,
+    limit: int = PLAIN_LIMIT,
+) -> list[Passage]:
+    """A plain question's passages: the best one, and the runners-up whose score is within
+    ``margin`` of it and that cover as many of the question's topic terms (see PLAIN_MARGIN)."""
+    ranked = rank_passages(passages, wanted, stats, scenarios)
+    if not ranked:
+        return []
+    topic = (wanted - stats.name_terms) or wanted
+
+    def overlap(passage: Passage) -> int:
+        return len(content_terms(f"{passage.label} {passage.text}") & topic)
+
+    best_score, best = ranked[0]
+    chosen = [best]
+    for score, passage in ranked[1:]:
+        if len(chosen) >= limit or score < margin * best_score:
+            break
+        if overlap(passage) >= overlap(best) - PLAIN_TERM_SLACK and all(
+            p.text != passage.text for p in chosen
+        ):
+            chosen.append(passage)
+    return chosen
+
+
+def section_table(corpus: Sequence[Passage], like: Passage) -> list[Passage]:
+    """Every row of the table ``like`` belongs to (same document, same section), in document
+    order: a listing (« quelles sont les limites de l'ENTPE ? ») shows the whole table."""
+    rows = [
+        p
+        for p in corpus
+        if p.metadata.get("kind") == "row"
+        and p.metadata.get("doc_id") == like.metadata.get("doc_id")
+        and p.section_kind == like.section_kind
+    ]
+    rows.sort(key=lambda p: int(p.metadata.get("position", 0)))
+    return _unique(rows)
+
+
+def relevant_variants(variants: Sequence[Variant], wanted: set[str], stats: CorpusStats) -> list[Variant]:
+    """The inconsistencies worth showing next to a plain answer: both wordings speak of the
+    question's topic (not only of a scenario's name), so the second source is on the subject too."""
+    topic = (wanted - stats.name_terms) or wanted
+    return [
+        v for v in variants if content_terms(v.first_span) & topic and content_terms(v.second_span) & topic
+    ]
 
 
 def _unique(passages: Sequence[Passage]) -> list[Passage]:

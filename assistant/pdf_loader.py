@@ -81,9 +81,7 @@ _CHILD_FLAG = "--child"
 # ----------------------------------------------------------------------------------- parent
 
 
-def load_pdf(
-    path: Path, *, timeout: float | None = None, memory_limit: int | None = None
-) -> LoadedDocument:
+def load_pdf(path: Path, *, timeout: float | None = None, memory_limit: int | None = None) -> LoadedDocument:
     """Load a text PDF, parsing it in a child process; raise ``IngestError`` when it cannot be."""
     path = Path(path)
     timeout = PDF_TIMEOUT_S if timeout is None else timeout
@@ -94,9 +92,7 @@ def load_pdf(
         raise IngestError(path, _failure_reason(result))
     elements = [Element(**item) for item in result["elements"]]
     meta = {key: str(value) for key, value in result.get("meta", {}).items()}
-    return LoadedDocument(
-        str(path), doc_id_for(path), result["text"], elements, meta, pages=result["pages"]
-    )
+    return LoadedDocument(str(path), doc_id_for(path), result["text"], elements, meta, pages=result["pages"])
 
 
 def _check_header(path: Path) -> None:
@@ -152,9 +148,7 @@ def _run_child(path: Path, timeout: float, memory_limit: int) -> dict[str, Any]:
         result = None
     if not isinstance(result, dict):
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        logger.warning(
-            "PDF child for %s exited with %s: %s", path, process.returncode, " | ".join(tail)
-        )
+        logger.warning("PDF child for %s exited with %s: %s", path, process.returncode, " | ".join(tail))
         killed = process.returncode == -9  # SIGKILL: what the kernel's out-of-memory killer sends
         memory = killed or any("MemoryError" in line for line in tail)
         return {"ok": False, "error": "memory" if memory else "crash"}
@@ -337,9 +331,7 @@ def _mult(m: list[float], n: list[float]) -> list[float]:
 
 _BOLD_NAME = re.compile(r"bold|black|heavy|semibold|demi|[-,]bd\b|[-,]b$", re.IGNORECASE)
 # Ligatures, and 0x7F: WinAnsiEncoding maps unused codes to the bullet, pypdf does not.
-_CHARACTERS = str.maketrans(
-    {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "\x7f": "•"}
-)
+_CHARACTERS = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "\x7f": "•"})
 
 
 class _FontInfo:
@@ -533,9 +525,7 @@ class _Proto:
 _SYMBOL_BULLETS = set("\uf0a7\uf0b7\uf076\uf0d8\uf0fc\uf0e0")  # Symbol/Wingdings, private use
 _BULLETS = "-–—•·▪◦●○■□►▶➢➤✓✔❖*" + "".join(sorted(_SYMBOL_BULLETS))
 _MARKER = re.compile(rf"^([{re.escape(_BULLETS)}]|\(?\d{{1,3}}[.)]|\(?[a-z]\))(?:\s+|$)")
-_PAGE_NUMBER = re.compile(
-    r"^(page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(\s*(/|sur|de|of)\s*\d{1,4})?$", re.IGNORECASE
-)
+_PAGE_NUMBER = re.compile(r"^(page\s*)?[-–]?\s*\d{1,4}\s*[-–]?(\s*(/|sur|de|of)\s*\d{1,4})?$", re.IGNORECASE)
 
 
 _LEADERS = re.compile(r"(?:\.\s?){4,}\s*\S{0,8}$")
@@ -695,9 +685,7 @@ class _Layout:
             return None
         cols = [seg.x0 for seg in first.segs]
         end = start + 1
-        while end < len(self.lines) and self._fits(
-            self.lines[end], cols, first.size, self.lines[end - 1]
-        ):
+        while end < len(self.lines) and self._fits(self.lines[end], cols, first.size, self.lines[end - 1]):
             end += 1
         rows = self._rows(self.lines[start:end], cols)
         if len(rows) < 2:
@@ -723,9 +711,7 @@ class _Layout:
             return any(self._column(s, cols, tol, False) == 0 for s in line.segs)
 
         gridded = any(
-            self._rule_between(a, b, x0, x1)
-            for a, b in itertools.pairwise(lines)
-            if a.page == b.page
+            self._rule_between(a, b, x0, x1) for a, b in itertools.pairwise(lines) if a.page == b.page
         )
         rows: list[list[_Line]] = []
         for line in lines:
@@ -888,9 +874,7 @@ class _Layout:
                 if not indents or x - indents[-1] > 3.0:
                     indents.append(x)
             for k in range(index, end):
-                protos[k].level = 1 + max(
-                    i for i, x in enumerate(indents) if x - 3.0 <= marker_x[k]
-                )
+                protos[k].level = 1 + max(i for i, x in enumerate(indents) if x - 3.0 <= marker_x[k])
             index = end
 
     def _heading_levels(self, protos: list[_Proto]) -> None:
@@ -900,9 +884,7 @@ class _Layout:
         first_page = min(p.page for p in protos)
         on_first = [h.size for h in headings if h.page == first_page]
         top = max(on_first) if on_first else None
-        lower = sorted(
-            {round(h.size * 2) / 2 for h in headings if top is None or h.size < top - 0.25}
-        )
+        lower = sorted({round(h.size * 2) / 2 for h in headings if top is None or h.size < top - 0.25})
         second = lower[-1] if lower else 0.0
         for heading in headings:
             if top is not None and heading.size >= top - 0.25:

@@ -111,15 +111,35 @@ def _fold_char(ch: str) -> str:
     return base or ch
 
 
-def remove_scenarios(text: str) -> str:
-    """The text without its scenario mentions, original case and accents kept."""
+def _scenario_spans(text: str) -> list[tuple[int, int]]:
     folded = "".join(_fold_char(ch) for ch in text)  # same length as text, so spans map back
-    keep = [True] * len(text)
-    for pattern in SCENARIO_PATTERNS.values():
-        for match in pattern.finditer(folded):
-            keep[match.start() : match.end()] = [False] * (match.end() - match.start())
-    kept = "".join(ch if k else " " for ch, k in zip(text, keep, strict=True))
-    return re.sub(r"\s+", " ", kept).strip()
+    spans = [m.span() for pattern in SCENARIO_PATTERNS.values() for m in pattern.finditer(folded)]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def remove_scenarios(text: str, replacement: str = "") -> str:
+    """The text without its scenario mentions, original case and accents kept; with a
+    ``replacement``, the first mention becomes it (« limites de l'ENTPE » → « limites de l'UGE »)."""
+    pieces: list[str] = []
+    last = 0
+    for number, (start, end) in enumerate(_scenario_spans(text)):
+        pieces.append(text[last:start])
+        pieces.append(replacement if number == 0 and replacement else " ")
+        last = end
+    pieces.append(text[last:])
+    return re.sub(r"\s+", " ", "".join(pieces)).strip()
+
+
+def scenario_mention(text: str) -> str:
+    """The words naming a scenario in ``text`` (« UGE », « Gustave Eiffel »), as typed."""
+    spans = _scenario_spans(text)
+    return " et ".join(text[start:end] for start, end in spans)
 
 
 def strip_scenarios(text: str) -> str:
@@ -208,8 +228,13 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
     intent.listing = intent.listing or (elliptical and before.listing and not sections)
     current = question.strip().rstrip(" ?")
     if scenarios and elliptical:
-        # « Et pour l'UGE ? »: the previous question, asked of the new scenario.
-        intent.standalone = f"{remove_scenarios(previous).rstrip(' ?')} — {current} ?"
+        # « Et pour l'UGE ? » after « Quelles sont les limites de l'ENTPE ? »: the previous
+        # question asked of the new scenario (« Quelles sont les limites de l'UGE ? »).
+        mention = scenario_mention(question)
+        if _scenario_spans(previous):
+            intent.standalone = remove_scenarios(previous, replacement=mention)
+        else:
+            intent.standalone = f"{previous.strip().rstrip(' ?')} ({mention}) ?"
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
     return intent

@@ -27,11 +27,8 @@ def main() -> None:
     parser.add_argument("--queries", default="evals/qa.jsonl")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    questions = [
-        json.loads(line)["question"]
-        for line in Path(args.queries).read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["question"] for line in lines if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.from_env().replace(index_dir=Path(tmp) / "index")
         started = time.perf_counter()
@@ -39,7 +36,8 @@ def main() -> None:
         report = index.update()
         cold = time.perf_counter() - started
         print(
-            f"Construction à froid : {cold:.1f} s ({report.total_chunks} passages, {report.embedded_chunks} calculés)"
+            f"Construction à froid : {cold:.1f} s ({report.total_chunks} passages, "
+            f"{report.embedded_chunks} calculés, {report.embedded_sentences} phrases)"
         )
 
         started = time.perf_counter()

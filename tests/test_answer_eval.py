@@ -1,0 +1,126 @@
+"""The answer evaluation in the test suite.
+
+- The extractive backend on the whole development set (evals/qa.jsonl), through the session
+  index: refusals, false refusals, quote fidelity and citation precision must hold the figures
+  of the issue (citation precision: the floor of evals/thresholds.json when it exists).
+- ``llm`` tests: the real local model (Qwen2.5-Coder-1.5B GGUF, joined once into the cache) on
+  three questions — one outside the dossier, one follow-up with history, one comparison — with
+  few generated tokens so that the three run in a few minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from assistant.answering import AnswerPipeline
+from assistant.citations import claim_terms, find_quotes, passage_terms, quote_is_verbatim
+from assistant.evaluation.answers import evaluate_answers, summarize_answers
+from assistant.evaluation.dataset import load_cases
+from assistant.retrieval import Retriever
+from assistant.schema import Answer
+from assistant.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+QA = ROOT / "evals" / "qa.jsonl"
+THRESHOLDS = ROOT / "evals" / "thresholds.json"
+# Measured with the extractive backend on evals/qa.jsonl: 0.640 (2026-11-28); the floor is a
+# little below it, unless evals/thresholds.json sets one.
+CITATION_PRECISION_FLOOR = 0.62
+LLM_MAX_TOKENS = 120
+
+
+def citation_precision_floor() -> float:
+    if THRESHOLDS.exists():
+        data = json.loads(THRESHOLDS.read_text(encoding="utf-8"))
+        value = data.get("answer", {}).get("extractive", {}).get("citation_precision", {}).get("min")
+        if value is not None:
+            return float(value)
+    return CITATION_PRECISION_FLOOR
+
+
+def test_extractive_answer_eval_on_the_whole_set(settings: Settings, retriever: Retriever) -> None:
+    cases = load_cases(QA)
+    results = evaluate_answers(cases, AnswerPipeline(settings, retriever))
+    summary = summarize_answers(results)
+    assert summary["questions"] == len(cases)
+    assert summary["refusal_accuracy"] == 1.0, [
+        r["id"] for r in results if not r["answerable"] and not r["refused"]
+    ]
+    assert summary["false_refusal_rate"] <= 0.05, [
+        r["id"] for r in results if r["answerable"] and r["refused"]
+    ]
+    assert summary["quote_fidelity"] == 1.0
+    assert summary["citation_precision"] >= citation_precision_floor(), summary
+
+
+# -- the real local model ---------------------------------------------------------------------
+def assert_markers_supported(answer: Answer) -> None:
+    """Every [n] points to a cited passage, and that passage supports the sentence carrying it:
+    its quotes are verbatim in the passage, or the passage shares the sentence's claim terms."""
+    cited = {c.marker: c.passage for c in answer.citations}
+    for line in answer.text.splitlines():
+        markers = [int(n) for n in re.findall(r"\[(\d+)\]", line)]
+        if not markers:
+            continue
+        assert set(markers) <= set(cited), (line, sorted(cited))
+        passages = [cited[m] for m in markers]
+        quotes = find_quotes(line)
+        if quotes:
+            for quote in quotes:
+                assert any(quote_is_verbatim(quote, p.text) for p in passages), (quote, line)
+        else:
+            claim = claim_terms(line)
+            terms = set().union(*(passage_terms(p) for p in passages))
+            assert not claim or claim & terms, line
+
+
+@pytest.fixture(scope="module")
+def llm_pipeline(settings: Settings, retriever: Retriever) -> AnswerPipeline:
+    from assistant.llm import build_chat_model, llama_cpp_problem
+    from assistant.model_files import ensure_local_model
+
+    problem = llama_cpp_problem()
+    if problem:
+        pytest.skip(problem)
+    # The joined model of the default cache: joining 1.1 GB again per session is not needed.
+    path = ensure_local_model(Settings(), progress=False)
+    local = settings.replace(llm="local", llm_model_path=str(path), llm_max_tokens=LLM_MAX_TOKENS)
+    model, status = build_chat_model(local)
+    assert model is not None, status
+    return AnswerPipeline(local, retriever, model, status)
+
+
+@pytest.mark.llm
+def test_local_llm_refuses_outside_the_dossier(llm_pipeline: AnswerPipeline) -> None:
+    answer = llm_pipeline.answer("Quel est le prix d'un ticket de métro à Lyon en 2023 ?")
+    assert answer.refused, answer.text
+    assert "Le dossier ne traite pas" in answer.text
+
+
+@pytest.mark.llm
+def test_local_llm_follow_up_uses_the_history(llm_pipeline: AnswerPipeline) -> None:
+    history = [
+        {"role": "user", "content": "Quelles sont les limites du scénario ENTPE ?"},
+        {"role": "assistant", "content": "La fiche ENTPE relève plusieurs limites, dont la géographie."},
+    ]
+    answer = llm_pipeline.answer("Et pour l'UGE ?", history=history)
+    assert not answer.refused, answer.text
+    assert answer.citations, answer.text
+    labels = [c.passage.label for c in answer.citations]
+    assert all(
+        c.passage.scenario == "uge" and c.passage.section_kind == "limites" for c in answer.citations
+    ), labels
+    assert_markers_supported(answer)
+
+
+@pytest.mark.llm
+def test_local_llm_comparison_cites_several_scenarios(llm_pipeline: AnswerPipeline) -> None:
+    answer = llm_pipeline.answer("Compare la gouvernance du CMA dans les scénarios ENTPE et UGE.")
+    assert not answer.refused, answer.text
+    scenarios = {"uge" if c.passage.scenario == "note" else c.passage.scenario for c in answer.citations}
+    assert len(scenarios) >= 2, [c.passage.label for c in answer.citations]
+    assert_markers_supported(answer)
