@@ -216,9 +216,13 @@ class AnswerPipeline:
             ]
         elif intent.compare or (self.model is None and spans_documents(intent.standalone)):
             chosen = self._spread(intent, passages, wanted) or passages[:1]
-        elif self.model is None and getattr(intent, "listing", False) and self._table_row(intent, passages):
+        elif (
+            self.model is None
+            and getattr(intent, "listing", False)
+            and (row := self._table_row(intent, passages))
+        ):
             # Extractive listing: the whole table asked for, in document order.
-            chosen = section_table(self.trusted, self._table_row(intent, passages))
+            chosen = section_table(self.trusted, row)
         elif self.model is None and not getattr(intent, "listing", False):
             chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
         else:
@@ -243,7 +247,7 @@ class AnswerPipeline:
         """The best retrieved table row of the section (and scenario) a listing asks for."""
         rows = [p for p in passages if p.section_kind in intent.sections and p.metadata.get("kind") == "row"]
         named = [p for p in rows if not intent.scenarios or p.scenario in intent.scenarios]
-        return (named or rows or [None])[0]
+        return (named or rows or [None])[0]  # type: ignore[list-item]
 
     def _variants(self, passages: list[Passage], wanted: set[str]) -> list[Variant]:
         found = self.variant_index.find(passages, wanted - answerability.TYPE_TERMS)

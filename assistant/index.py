@@ -255,11 +255,14 @@ class CorpusIndex:
             metadatas: list[dict[str, Any]] = []
             files_entry: dict[str, Any] = {}
             for cid, doc, meta in kept_records:
-                ids.append(cid), texts.append(doc), metadatas.append(meta)
-            for name, sha, chunks in plan:
-                if chunks is None:
+                ids.append(cid)
+                texts.append(doc)
+                metadatas.append(meta)
+            for name, sha, new_chunks in plan:
+                if new_chunks is None:
                     files_entry[name] = old_files[name]
                     continue
+                chunks = new_chunks
                 for chunk in chunks:
                     ids.append(chunk.chunk_id)
                     texts.append(chunk.embedding_text())

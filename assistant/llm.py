@@ -292,6 +292,7 @@ def _local_chat_class() -> Any:
 
 _LocalChatLlamaCpp: Any = None  # the class above, once built
 _LOCAL_MODELS: dict[tuple[str, int, int], Any] = {}
+_VARIANTS: dict[tuple[str, int, int, int], Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -334,9 +335,15 @@ def _load_local(path: Path, settings: Settings) -> Any:
             shared.client = base.client
             logger.info("Local model loaded in %.1f s from %s", time.perf_counter() - started, path)
             _LOCAL_MODELS[key] = base
-    if base.max_tokens != settings.llm_max_tokens:
-        return base.model_copy(update={"max_tokens": settings.llm_max_tokens})
-    return base
+        # One chat model per (weights, max_tokens), so the same settings always give the same
+        # object, whichever settings loaded the weights first.
+        variant_key = (*key, settings.llm_max_tokens)
+        if variant_key not in _VARIANTS:
+            same = base.max_tokens == settings.llm_max_tokens
+            _VARIANTS[variant_key] = (
+                base if same else base.model_copy(update={"max_tokens": settings.llm_max_tokens})
+            )
+        return _VARIANTS[variant_key]
 
 
 def _build_local(settings: Settings) -> tuple[BaseChatModel, str]:

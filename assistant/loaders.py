@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.schema import Element, LoadedDocument
+from assistant.schema import Element, ElementKind, LoadedDocument
 
 SUPPORTED_EXTENSIONS = (".md", ".txt", ".pdf", ".docx")
 
@@ -145,9 +145,9 @@ def parse_markdown(path: Path, text: str) -> LoadedDocument:
         elif stripped.startswith("|"):
             if _TABLE_SEP.match(stripped):
                 continue
-            kind = "table_row" if previous_was_row else "table_header"
             cells = _split_cells(stripped)
-            elements.append(Element(kind, stripped, offset, end, cells=cells))
+            row_kind: ElementKind = "table_row" if previous_was_row else "table_header"
+            elements.append(Element(row_kind, stripped, offset, end, cells=cells))
             previous_was_row = True
         elif item := _LIST.match(line):
             level = 1 + len(item.group(1)) // 2

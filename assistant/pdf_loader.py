@@ -223,6 +223,14 @@ _PDF_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
 )
 
+
+def _pdf_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """pypdf's own errors plus the built-in ones malformed files raise inside it (and ``extra``)."""
+    from pypdf.errors import PyPdfError
+
+    return (PyPdfError, *_PDF_ERRORS, *extra)
+
+
 _CORRUPT_DETAILS = [
     (
         re.compile(r"EOF marker|startxref|trailer", re.IGNORECASE),
@@ -248,7 +256,7 @@ def _corrupt(exc: BaseException | None, detail: str = "") -> dict[str, Any]:
 
 def _parse(path: Path) -> dict[str, Any]:
     from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+    from pypdf.errors import DependencyError, FileNotDecryptedError
 
     try:
         reader = PdfReader(path)
@@ -259,7 +267,7 @@ def _parse(path: Path) -> dict[str, Any]:
         return {"ok": False, "error": "password"}
     except DependencyError:
         return {"ok": False, "error": "crypto"}
-    except (PyPdfError, *_PDF_ERRORS) as exc:
+    except _pdf_errors() as exc:
         return _corrupt(exc)
     if not pages:
         return _corrupt(None, "aucune page")
@@ -271,7 +279,7 @@ def _parse(path: Path) -> dict[str, Any]:
             page_data.append(_page_data(page, number))
         except (FileNotDecryptedError, DependencyError):
             return {"ok": False, "error": "password"}
-        except (PyPdfError, *_PDF_ERRORS):  # one damaged page does not lose the others
+        except _pdf_errors():  # one damaged page does not lose the others
             unreadable.append(number)
     if len(unreadable) == len(pages):
         return _corrupt(None, "aucune page n'a pu être lue")
@@ -353,11 +361,10 @@ class _FontInfo:
         except _PDF_ERRORS:  # a malformed descriptor only costs the bold hint
             self.bold = bool(_BOLD_NAME.search(name))
         try:
-            from pypdf.errors import PyPdfError
             from pypdf.generic._font import Font
 
             self.metrics = Font.from_font_resource(font_dict)
-        except (ImportError, PyPdfError, *_PDF_ERRORS):  # private API or odd font
+        except _pdf_errors(ImportError):  # private API or odd font
             self.metrics = None  # an average glyph width will do
 
     def width(self, text: str, size: float) -> float:
@@ -557,7 +564,7 @@ def _make_lines(data: _PageData) -> list[_Line]:
     lines = []
     for group in groups:
         group.sort(key=lambda r: r.x)
-        weights = Counter()
+        weights: Counter[float] = Counter()
         for run in group:
             weights[round(run.size * 2) / 2] += len(run.text)
         size = weights.most_common(1)[0][0]
