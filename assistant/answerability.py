@@ -47,7 +47,7 @@ ROLE = (
     r"rectrice|dirigeant|signataire)"
 )
 PERSON_Q = re.compile(
-    rf"\bqui (dirige|preside|dirigeait)\b|\bqui (est|sont|etait)\b.*\b{ROLE}|"
+    rf"\bqui (dirig|presid|encadr)\w*\b|\bqui (est|sont|etait)\b.*\b{ROLE}|"
     rf"\bcomment s.appell?e(nt)?\b.*\b{ROLE}|"
     rf"\bnom (du|de la|de l.|des)\s*{ROLE}"
 )

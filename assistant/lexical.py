@@ -7,6 +7,7 @@ with its breadcrumb, because a row's section and subject are words users type.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,9 @@ from assistant.text import analyze
 class LexicalIndex:
     def __init__(self, texts: Sequence[str]) -> None:
         import bm25s
+
+        # bm25s sets its own logger to DEBUG, which prints build notes on every start.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
 
         self._size = len(texts)
         self._retriever = bm25s.BM25(k1=1.2, b=0.75)

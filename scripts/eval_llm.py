@@ -1,7 +1,7 @@
 """The answer evaluation with the local LLM (``make eval-llm``): the whole development set, or
 its first ``--limit N`` questions, streamed so that the time to the first token is measured.
 
-    python scripts/eval_llm.py [--limit N] [--max-tokens 320] [--threads 2] [--out runs/llm.json]
+    python scripts/eval_llm.py [--limit N | --per-kind N] [--max-tokens 320] [--out runs/llm.json]
 
 Prints, in French, the summary table (the issue's figures), the time to the first token
 (médiane, p95) and the generation speed (tokens/s, counted with the model's own tokenizer).
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Évaluation des réponses avec le modèle local.")
     parser.add_argument("qa", nargs="?", default=str(ROOT / "evals" / "qa.jsonl"))
     parser.add_argument("--limit", type=int, default=0, help="seulement les N premières questions")
+    parser.add_argument(
+        "--per-kind", type=int, default=0, help="seulement les N premières questions de chaque type"
+    )
     parser.add_argument("--max-tokens", type=int, default=None, help="jetons générés au plus")
     parser.add_argument("--threads", type=int, default=None, help="fils de calcul du modèle")
     parser.add_argument("--out", default="", help="fichier JSON des résultats détaillés")
@@ -55,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.llm_model_path:
         settings = settings.replace(llm_model_path=str(ensure_local_model(settings)))
     cases = load_cases(Path(args.qa))
+    if args.per_kind:
+        taken: dict[str, int] = {}
+        kept = []
+        for case in cases:
+            if taken.get(case.kind, 0) < args.per_kind:
+                kept.append(case)
+                taken[case.kind] = taken.get(case.kind, 0) + 1
+        cases = kept
     if args.limit:
         cases = cases[: args.limit]
 
