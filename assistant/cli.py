@@ -74,20 +74,7 @@ def report_index(report: Any, out: Any = None) -> None:
     if report is None:
         print("Index à jour : rien à recalculer.", file=out)
         return
-    parts = []
-    for label, names in (
-        ("ajouté(s)", report.added),
-        ("mis à jour", report.updated),
-        ("retiré(s)", report.removed),
-        ("inchangé(s)", report.unchanged),
-    ):
-        if names:
-            parts.append(f"{len(names)} {label}")
-    print(
-        f"Index construit en {report.seconds:.1f} s : {', '.join(parts) or 'aucun document'} ; "
-        f"{report.total_chunks} passages dont {report.embedded_chunks} calculés.",
-        file=out,
-    )
+    print(report.summary_fr(), file=out)
     for error in report.refused:
         print(f"  Refusé : {error}", file=out)
     for name in report.kept_previous:

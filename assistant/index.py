@@ -65,6 +65,24 @@ class IndexReport:
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed or self.rebuilt)
 
+    def summary_fr(self) -> str:
+        """One French sentence for users: what changed, how long it took, what was computed."""
+        parts = [
+            f"{len(names)} document(s) {label}"
+            for label, names in (
+                ("ajouté(s)", self.added),
+                ("mis à jour", self.updated),
+                ("retiré(s)", self.removed),
+                ("inchangé(s)", self.unchanged),
+            )
+            if names
+        ]
+        seconds = f"{self.seconds:.1f}".replace(".", ",")
+        return (
+            f"Index mis à jour en {seconds} s : {', '.join(parts) or 'aucun document'} ; "
+            f"{self.total_chunks} passages, dont {self.embedded_chunks} recalculés."
+        )
+
 
 @dataclass
 class Record:

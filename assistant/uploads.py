@@ -263,20 +263,7 @@ def index_summary(report: Any) -> str:
     if report is None or not (report.changed or report.refused):
         total = getattr(report, "total_chunks", 0)
         return "L'index est à jour : aucun document n'a changé" + (f" ({total} passages)." if total else ".")
-    parts = []
-    for label, names in (
-        ("ajouté(s)", report.added),
-        ("mis à jour", report.updated),
-        ("retiré(s)", report.removed),
-        ("inchangé(s)", report.unchanged),
-    ):
-        if names:
-            parts.append(f"{len(names)} document(s) {label}")
-    seconds = f"{report.seconds:.1f}".replace(".", ",")
-    text = (
-        f"Index mis à jour en {seconds} s : {', '.join(parts) or 'aucun document'} ; "
-        f"{report.total_chunks} passages, dont {report.embedded_chunks} recalculés."
-    )
+    text = str(report.summary_fr())
     for error in report.refused:
         text += f" Refusé : {error}"
     return text
