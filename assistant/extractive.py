@@ -24,6 +24,7 @@ from typing import Any
 
 from assistant.citations import META_TERMS, passage_sentences
 from assistant.inconsistencies import Variant
+from assistant.query import related_terms
 from assistant.schema import SCENARIOS, SECTIONS, Citation, Passage
 from assistant.text import content_terms, fold
 
@@ -91,7 +92,16 @@ class CorpusStats:
         if not total:
             return 0.0
         present = content_terms(text)
-        return sum(self.idf(t) for t in wanted if t in present) / total
+        # A word of the same concept class counts half (« coût » is answered by « masse
+        # salariale », but « agents » is better answered by « agents » than by « personnels »).
+        found = sum(
+            self.idf(t) * (1.0 if t in present else RELATED_WEIGHT if related_terms(t) & present else 0.0)
+            for t in wanted
+        )
+        return found / total
+
+
+RELATED_WEIGHT = 0.5
 
 
 def topic_terms(question: str) -> set[str]:

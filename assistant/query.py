@@ -13,9 +13,11 @@ standalone question is what retrieval and the LLM see.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from assistant.text import analyze, fold
 
@@ -238,3 +240,33 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
     return intent
+
+
+@functools.lru_cache(maxsize=1)
+def _concept_groups() -> tuple[frozenset[str], ...]:
+    text = (Path(__file__).parent / "prompts" / "concepts_fr.txt").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return tuple(frozenset(analyze(line)) for line in lines)
+
+
+def expand_concepts(text: str) -> str:
+    """``text`` plus the other words of the concept classes its words belong to.
+
+    A question says « coût » where the dossier says « masse salariale », « effectif » where it
+    says « agents ». Adding the class's words to the keyword query raised hit@5 on the
+    development set from 0.851 to 0.877 (paraphrases 0.28 → 0.44), evidence_recall@5 from 0.776
+    to 0.807; hit@1 went from 0.640 to 0.623 (README, « Mesures »).
+    """
+    terms = set(analyze(text))
+    extra = sorted({t for group in _concept_groups() if group & terms for t in group} - terms)
+    return f"{text} {' '.join(extra)}" if extra else text
+
+
+def related_terms(term: str) -> frozenset[str]:
+    """The other stemmed words of the concept classes ``term`` (a stem) belongs to."""
+    related: set[str] = set()
+    for group in _concept_groups():
+        if term in group:
+            related |= group
+    related.discard(term)
+    return frozenset(related)

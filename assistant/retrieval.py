@@ -20,7 +20,7 @@ import numpy as np
 
 from assistant.index import CorpusIndex, Record
 from assistant.lexical import LexicalIndex
-from assistant.query import QueryIntent, topic_text, understand
+from assistant.query import QueryIntent, expand_concepts, topic_text, understand
 from assistant.schema import Passage
 from assistant.settings import Settings
 
@@ -95,7 +95,7 @@ class Retriever:
         if self.settings.use_lexical:
             t = time.perf_counter()
             # Scenario and section words are boosts: lexical search looks for the topic alone.
-            scores = self.lexical.scores(topic_text(intent.standalone, intent.sections))
+            scores = self.lexical.scores(expand_concepts(topic_text(intent.standalone, intent.sections)))
             if allowed is not None:
                 scores = np.where(allowed, scores, 0.0)
             order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
