@@ -25,7 +25,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.rendering import french_error, h
+from assistant.rendering import SHARED_SLOT, french_error, h
 from assistant.settings import PROJECT_ROOT
 from assistant.uploads import safe_filename
 
@@ -112,8 +112,7 @@ class EvaluationTab:
             [chosen, upload, mode, gate],
             [status, summary, failures, reports],
             api_name="evaluate",
-            concurrency_id="assistant",
-            concurrency_limit=1,
+            **SHARED_SLOT,
         )
 
     # -- the run -------------------------------------------------------------------------------

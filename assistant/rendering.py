@@ -24,6 +24,10 @@ import gradio as gr
 
 from assistant.schema import SCENARIOS, SECTIONS, Answer, Citation, Passage
 
+# Every event that runs the models or touches the index (questions, uploads, re-indexing,
+# evaluations) shares one queue slot: one such job at a time, the others wait in the queue.
+SHARED_SLOT: dict[str, Any] = {"concurrency_id": "assistant", "concurrency_limit": 1}
+
 TITLE = "Assistant du dossier CMA"
 MODES = {"Réponse": "answer", "Citations": "quote", "Comparer": "compare"}
 MODE_LABELS = {code: label for label, code in MODES.items()}

@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.rendering import format_time, french_error, h
+from assistant.rendering import SHARED_SLOT, format_time, french_error, h
 
 log = logging.getLogger(__name__)
 
@@ -246,16 +246,14 @@ class CorpusTab:
             [upload],
             [upload_status, documents, status, upload],
             api_name="upload",
-            concurrency_id="assistant",
-            concurrency_limit=1,
+            **SHARED_SLOT,
         )
         reindex.click(
             self.reindex,
             None,
             [reindex_status, documents, status, upload],
             api_name="reindex",
-            concurrency_id="assistant",
-            concurrency_limit=1,
+            **SHARED_SLOT,
         )
 
 

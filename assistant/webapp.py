@@ -31,6 +31,7 @@ from assistant.rendering import (
     CSS,
     HELP_TEXT,
     MODES,
+    SHARED_SLOT,
     TITLE,
     Turn,
     chat_messages,
@@ -403,8 +404,7 @@ class AssistantApp:
                 [pending, mode, scenarios, sections, turns],
                 [chatbot, sources, turns, copy_box],
                 api_visibility="private",
-                concurrency_id="assistant",
-                concurrency_limit=1,
+                **SHARED_SLOT,
                 show_progress="minimal",
             ).then(self.release, None, [busy, send], **quick)
         # The same handler as an API endpoint (gradio_client), without the page's pre-checks; an
@@ -415,8 +415,7 @@ class AssistantApp:
             inputs,
             [chatbot, sources, turns, copy_box],
             api_name="ask",
-            concurrency_id="assistant",
-            concurrency_limit=1,
+            **SHARED_SLOT,
         )
         for name, button, rating in (("feedback_up", up, "up"), ("feedback_down", down, "down")):
             button.click(
