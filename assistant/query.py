@@ -88,6 +88,14 @@ class QueryIntent:
     listing: bool = False  # « quelles sont les limites de l'ENTPE ? »: the whole section
     follow_up: bool = False
     inherited: dict[str, list[str]] = field(default_factory=dict)
+    # Words of the assistant's previous answer that a pronoun may point to (« y » after an answer
+    # naming the CIPEN): retrieval searches with them, the question shown stays ``standalone``.
+    antecedent: str = ""
+
+    @property
+    def search_text(self) -> str:
+        """What retrieval looks for: the standalone question, plus the antecedent if any."""
+        return f"{self.standalone} — {self.antecedent}" if self.antecedent else self.standalone
 
 
 def detect_scenarios(text: str) -> list[str]:
@@ -174,11 +182,12 @@ def topic_text(question: str, sections: list[str]) -> str:
     )
 
 
-# Words pointing back to the previous question (« ce bachelor », « s'y ajouter », « ils »), but
-# not the « -t-il » of an inverted question.
+# Words pointing back to the previous question or answer (« ce bachelor », « s'y ajouter »,
+# « ils », « ses missions »), but not the « -t-il » of an inverted question.
 ANAPHORA_PATTERN = re.compile(
     r"(?<![-\w])(y|s.y|l.y|il|ils|elle|elles|lui|eux|celui|celle|ceux|ce dernier|cette derniere)(?![-\w])|"
-    r"\b(ce|cet|cette|ces) (?!scenario|dossier|document)[a-z]+|\bmeme[s]?\b|en plus|en outre"
+    r"\b(ce|cet|cette|ces) (?!scenario|dossier|document)[a-z]+|\bmeme[s]?\b|en plus|en outre|"
+    r"\b(son|sa|ses|leurs?) (?!scenario|dossier|document)[a-z]+"
 )
 
 
@@ -195,6 +204,43 @@ def previous_user_question(history: list[dict[str, str]] | None) -> str | None:
         if message.get("role") == "user" and str(message.get("content", "")).strip():
             return str(message["content"])
     return None
+
+
+ANTECEDENT_CHARS = 200
+# What an answer carries besides its claims: the extractive lead, the source list, markers.
+_ANSWER_LEAD = re.compile(r"^R[ée]ponse extractive[^\n]*\n", re.IGNORECASE)
+_ANSWER_TAIL = re.compile(r"\n\s*(Sources?|Note|Remarque)\s*:.*", re.IGNORECASE | re.DOTALL)
+_ANSWER_MARKUP = re.compile(r"\[\d+\]|[*_#>`«»]|\s—\s")
+
+
+def previous_answer(history: list[dict[str, str]] | None) -> str:
+    """The start of the assistant's last answer, without lead, markers or sources."""
+    for message in reversed(history or []):
+        if message.get("role") == "assistant":
+            text = _ANSWER_TAIL.sub("", _ANSWER_LEAD.sub("", str(message.get("content", "")).strip()))
+            text = re.sub(r"\s+", " ", _ANSWER_MARKUP.sub(" ", text)).strip()
+            if len(text) > ANTECEDENT_CHARS:
+                text = text[:ANTECEDENT_CHARS].rsplit(" ", 1)[0]
+            return text
+        if message.get("role") == "user":
+            return ""
+    return ""
+
+
+# A name: an acronym (« CIPEN », « COSA ») or a capitalised word inside a sentence.
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-ZÀ-Ý][\wÀ-ÿ'-]+|\b[A-Z]{2,}\b")
+
+
+def antecedent_names(answer: str, question: str) -> str:
+    """The names the previous answer adds to its question: what a pronoun of the next question
+    (« y », « ses missions ») most often points to."""
+    known = set(re.findall(r"\w+", fold(question)))
+    names: list[str] = []
+    for match in _NAME.finditer(answer):
+        name = match.group(0)
+        if fold(name) not in known and name not in names:
+            names.append(name)
+    return " ".join(names)
 
 
 def understand(question: str, history: list[dict[str, str]] | None = None) -> QueryIntent:
@@ -237,9 +283,19 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
             intent.standalone = remove_scenarios(previous, replacement=mention)
         else:
             intent.standalone = f"{previous.strip().rstrip(' ?')} ({mention}) ?"
+        if own_topic(question, sections):
+            # « Et la note, sur la gestion des personnels ? »: its own topic comes first.
+            intent.standalone = f"{current} ? — {intent.standalone}"
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
+        if ANAPHORA_PATTERN.search(folded):
+            intent.antecedent = antecedent_names(previous_answer(history), previous)
     return intent
+
+
+def own_topic(question: str, sections: list[str]) -> str:
+    """The topic words of a follow-up besides its scenario, section and filler words."""
+    return _FILLER.sub(" ", topic_text(question, sections)).strip()
 
 
 @functools.lru_cache(maxsize=1)

@@ -87,7 +87,7 @@ class Retriever:
         if self.settings.use_dense:
             t = time.perf_counter()
             for rank, (position, similarity) in enumerate(
-                self._dense(intent.standalone, scenarios, sections)
+                self._dense(intent.search_text, scenarios, sections)
             ):
                 fused[position] = fused.get(position, 0.0) + DENSE_WEIGHT / (RRF_K + rank + 1)
                 details.setdefault(position, {})["dense"] = similarity
@@ -95,7 +95,7 @@ class Retriever:
         if self.settings.use_lexical:
             t = time.perf_counter()
             # Scenario and section words are boosts: lexical search looks for the topic alone.
-            scores = self.lexical.scores(expand_concepts(topic_text(intent.standalone, intent.sections)))
+            scores = self.lexical.scores(expand_concepts(topic_text(intent.search_text, intent.sections)))
             if allowed is not None:
                 scores = np.where(allowed, scores, 0.0)
             order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]

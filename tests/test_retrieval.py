@@ -137,6 +137,38 @@ def test_only_user_turns_are_inherited() -> None:
     assert intent.scenarios == ["entpe"] and intent.sections == ["opportunites"]
 
 
+def test_a_pronoun_finds_its_antecedent_in_the_previous_answer(retriever: Retriever) -> None:
+    history = [
+        {"role": "user", "content": "Quelle structure de l'Université Gustave Eiffel accueillerait le CMA ?"},
+        {
+            "role": "assistant",
+            "content": "Réponse extractive (sans modèle de langage) : extraits.\n"
+            "Le **CIPEN**, centre d'innovation pédagogique et numérique [1].\n\nSources :\n[1] Note",
+        },
+    ]
+    result = retriever.search("Quelles sont ses missions ?", history=history)
+    intent = result.intent
+    assert intent.follow_up and intent.scenarios == ["uge"]
+    # The question shown stays the user's; retrieval also looks for the name the answer added
+    # (not the lead, the source list or names the question already had).
+    assert "CIPEN" not in intent.standalone
+    assert intent.antecedent == "CIPEN"
+    assert intent.search_text.endswith(" — CIPEN")
+    assert any("CIPEN" in p.label for p in result.passages[:3])
+
+
+def test_a_follow_up_keeps_its_own_topic_when_it_changes_scenario() -> None:
+    history = _history("Que dit la fiche ENTPE sur l'expertise RH (salaires, primes) ?")
+    intent = understand("Et la note de l'université, sur la gestion des personnels ?", history)
+    assert intent.scenarios == ["note"]
+    assert intent.standalone.startswith("Et la note de l'université, sur la gestion des personnels ? — ")
+    assert "expertise RH" in intent.standalone
+    # Without a topic of its own, the previous question is asked of the new scenario.
+    assert understand("Et pour l'UGE ?", history).standalone == (
+        "Que dit la fiche UGE sur l'expertise RH (salaires, primes) ?"
+    )
+
+
 # ------------------------------------------------------------------ query understanding
 
 
