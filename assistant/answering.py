@@ -29,6 +29,7 @@ from assistant.citations import Verifier, looks_like_instructions
 from assistant.extractive import (
     COMPARE_COLUMNS,
     EXTRACTIVE_LEAD,
+    LISTING_LEAD,
     Comparison,
     CorpusStats,
     QuoteResult,
@@ -161,7 +162,8 @@ class AnswerPipeline:
         wanted = topic_terms(intent.standalone)
         passages = [p for p in result.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(question, intent, passages, wanted, history)
-        context = self.choose_context(intent, passages, wanted, verdict)
+        table = None if verdict.refused else self._listing_table(intent, passages, wanted)
+        context = table or self.choose_context(intent, passages, wanted, verdict)
         yield PassagesEvent(context)
         answer = Answer(
             question=question,
@@ -183,7 +185,9 @@ class AnswerPipeline:
             answer.flags.append("refused")
             yield TokenEvent(answer.text)
         else:
-            yield from self._generate(answer, context, wanted, verdict, timings)
+            # A listing is answered with the dossier's own table, in its order: a model would only
+            # shorten or reword it (it often refused or dropped rows when it was asked to).
+            yield from self._generate(answer, context, wanted, verdict, timings, use_model=not table)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         answer.timings = {k: round(v, 1) for k, v in timings.items()}
         yield AnswerEvent(answer)
@@ -216,13 +220,6 @@ class AnswerPipeline:
             ]
         elif intent.compare or (self.model is None and spans_documents(intent.standalone)):
             chosen = self._spread(intent, passages, wanted) or passages[:1]
-        elif (
-            self.model is None
-            and getattr(intent, "listing", False)
-            and (row := self._table_row(intent, passages))
-        ):
-            # Extractive listing: the whole table asked for, in document order.
-            chosen = section_table(self.trusted, row)
         elif self.model is None and not getattr(intent, "listing", False):
             chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
         else:
@@ -242,6 +239,20 @@ class AnswerPipeline:
             if variant.second.chunk_id not in {p.chunk_id for p in chosen}:
                 chosen.append(variant.second)
         return chosen[: cap + MAX_VARIANTS]
+
+    def _listing_table(self, intent: Any, passages: list[Passage], wanted: set[str]) -> list[Passage] | None:
+        """« Quelles sont les limites de l'ENTPE ? »: the whole table asked for, in document order,
+        plus the other source of any inconsistency; ``None`` for any other question."""
+        if not getattr(intent, "listing", False) or intent.compare or POSITIONAL.search(intent.question):
+            return None
+        row = self._table_row(intent, passages)
+        if row is None:
+            return None
+        table = section_table(self.trusted, row)
+        for variant in self._variants(table, wanted):
+            if variant.second.chunk_id not in {p.chunk_id for p in table}:
+                table.append(variant.second)
+        return table
 
     def _table_row(self, intent: Any, passages: list[Passage]) -> Passage | None:
         """The best retrieved table row of the section (and scenario) a listing asks for."""
@@ -307,12 +318,13 @@ class AnswerPipeline:
         wanted: set[str],
         verdict: answerability.Verdict,
         timings: dict[str, float],
+        use_model: bool = True,
     ) -> Iterator[AnswerStreamEvent]:
         started = time.perf_counter()
         variants = self._variants(context, wanted)
         raw = ""
         streamed = False
-        if self.model is not None:
+        if self.model is not None and use_model:
             from assistant.llm import LLMUnavailable, stream_with_timeout
 
             try:
@@ -354,8 +366,11 @@ class AnswerPipeline:
             position = POSITIONAL.search(answer.question)
             which = position.group(1).lower()[:5] if position else None
             body = self.verifier.verify(extractive_answer(context, wanted, variants, which), context)
-            body.text = f"{EXTRACTIVE_LEAD}\n\n{body.text}"
+            listing = self.model is not None and not use_model
+            body.text = f"{LISTING_LEAD if listing else EXTRACTIVE_LEAD}\n\n{body.text}"
             answer.backend = "extractive"
+            if listing:
+                answer.flags.append("verbatim_listing")
             verification = body
             if not streamed:  # no model, or it failed before its first token
                 yield TokenEvent(body.text)

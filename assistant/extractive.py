@@ -31,6 +31,9 @@ from assistant.text import content_terms, fold
 EXTRACTIVE_LEAD = (
     "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
 )
+# A listing (« quelles sont les limites de l'ENTPE ? ») is answered with the table itself, even
+# when a model is loaded: said so, since the answer then reads like the extractive one.
+LISTING_LEAD = "Liste du dossier, telle qu'il la donne et dans son ordre (extraits mot pour mot) :"
 NOT_COVERED = "non traité dans le dossier"
 # Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
 REQUEST_TERMS = (

@@ -30,7 +30,7 @@ from assistant.answering import (
     load_prompt,
 )
 from assistant.citations import find_quotes, quote_is_verbatim
-from assistant.extractive import NOT_COVERED, quotes_to_csv, quotes_to_markdown
+from assistant.extractive import LISTING_LEAD, NOT_COVERED, quotes_to_csv, quotes_to_markdown
 from assistant.index import CorpusIndex
 from assistant.loaders import IngestError
 from assistant.retrieval import Retriever
@@ -258,12 +258,26 @@ def test_model_timeout_falls_back_to_extractive_with_a_french_notice(
     quick = settings.replace(llm_timeout_s=0.3)
     started = time.perf_counter()
     answer = AnswerPipeline(quick, retriever, SlowModel(), "lent").answer(
-        "Quelles limites la fiche ENTPE relève-t-elle ?"
+        "Quelle masse salariale la fiche ENTPE évoque-t-elle ?"
     )
     assert time.perf_counter() - started < SlowModel().delay / 2  # did not wait for the model
     assert "llm_timeout" in answer.flags and answer.backend == "extractive"
     assert any("délai" in n and "Réponse extractive" in n for n in answer.notices)
     assert answer.citations and answer.text.startswith("Réponse extractive")
+
+
+class UnusedModel(SlowModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise AssertionError("a listing must not be sent to the model")
+
+
+def test_a_listing_is_the_dossier_table_even_with_a_model(settings: Settings, retriever: Retriever) -> None:
+    pipeline = AnswerPipeline(settings, retriever, UnusedModel(), "modèle")
+    answer = pipeline.answer("Quelles limites la fiche ENTPE relève-t-elle ?")
+    rows = [p for p in pipeline.corpus if p.scenario == "entpe" and p.section_kind == "limites"]
+    assert answer.text.startswith(LISTING_LEAD) and "verbatim_listing" in answer.flags
+    assert [c.passage.chunk_id for c in answer.citations] == [p.chunk_id for p in rows]
+    assert not answer.notices  # nothing failed: no fallback notice
 
 
 # -- injected instructions ---------------------------------------------------------------------
