@@ -59,6 +59,10 @@ class EvalRejected(ValueError):
     """The set cannot be run (French message)."""
 
 
+# The development set: the one the quality thresholds (evals/thresholds.json) were set on.
+DEFAULT_SET = "qa.jsonl"
+
+
 def available_sets(folder: Path = EVALS_DIR) -> list[str]:
     """The names of the ``.jsonl`` sets of ``folder``, sorted."""
     if not folder.is_dir():
@@ -83,9 +87,8 @@ class EvaluationTab:
                     f"(.jsonl, {SET_MAX_BYTES // (1024 * 1024)} Mo au plus, format décrit dans "
                     "`evals/README.md`). Un fichier déposé remplace le jeu choisi."
                 )
-                chosen = gr.Dropdown(
-                    sets, value=sets[0] if sets else None, label="Jeu du projet", elem_id="eval-set"
-                )
+                default = DEFAULT_SET if DEFAULT_SET in sets else (sets[0] if sets else None)
+                chosen = gr.Dropdown(sets, value=default, label="Jeu du projet", elem_id="eval-set")
                 upload = gr.File(
                     label="Ou déposez un jeu (.jsonl)", type="filepath", elem_id="eval-upload", height=120
                 )

@@ -26,7 +26,7 @@ from assistant.citations import META_TERMS, passage_sentences
 from assistant.inconsistencies import Variant
 from assistant.query import related_terms
 from assistant.schema import SCENARIOS, SECTIONS, Citation, Passage
-from assistant.text import content_terms, fold
+from assistant.text import contains, content_terms, fold
 
 EXTRACTIVE_LEAD = (
     "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
@@ -34,6 +34,8 @@ EXTRACTIVE_LEAD = (
 # A listing (« quelles sont les limites de l'ENTPE ? ») is answered with the table itself, even
 # when a model is loaded: said so, since the answer then reads like the extractive one.
 LISTING_LEAD = "Liste du dossier, telle qu'il la donne et dans son ordre (extraits mot pour mot) :"
+# After a model's answer: the lines of the dossier it rests on, quoted.
+EVIDENCE_LEAD = "Ce que dit le dossier, mot pour mot :"
 NOT_COVERED = "non traité dans le dossier"
 # Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
 REQUEST_TERMS = (
@@ -308,6 +310,24 @@ def extractive_answer(
         lines.append("")
     lines += variant_lines(passages, variants)
     return "\n".join(lines).strip()
+
+
+def evidence_lines(citations: Sequence[Citation], wanted: set[str], said: str = "") -> str:
+    """After a model's answer (``said``): each cited passage's relevant lines, quoted, under its
+    source and with the answer's own marker; a passage once, and not when the answer already
+    repeats its lines word for word."""
+    groups: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for citation in sorted(citations, key=lambda c: c.marker):
+        if citation.passage.chunk_id in seen:
+            continue
+        seen.add(citation.passage.chunk_id)
+        rendered = render_item(citation.passage, wanted)
+        if said and all(contains(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered)):
+            continue
+        item = f"- {rendered} [{citation.marker}]"
+        groups.setdefault(group_title(citation.passage), []).append(item)
+    return "\n\n".join(f"**{title}**\n" + "\n".join(items) for title, items in groups.items())
 
 
 def variant_lines(passages: Sequence[Passage], variants: Sequence[Variant]) -> list[str]:

@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     summary = summarize_answers(results)
 
-    # Generation speed (approximate): tokens of the verified answer text over the time after
-    # its first token.
+    # Generation speed (approximate): tokens the model streamed over the time after its first
+    # token (verification and the quoted lines added after it take a few milliseconds).
     speeds = []
     for result in results:
         generate_ms = result.get("latency_ms", 0.0) - result.get("ttft_ms", 0.0)
         if result["refused"] or result["backend"] != "local" or generate_ms <= 0:
             continue
-        tokens = len(model.client.tokenize(result["answer"].encode("utf-8"), add_bos=False))
+        tokens = len(model.client.tokenize(result.get("generated", "").encode("utf-8"), add_bos=False))
         speeds.append(tokens / (generate_ms / 1000))
 
     print(

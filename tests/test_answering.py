@@ -30,7 +30,7 @@ from assistant.answering import (
     load_prompt,
 )
 from assistant.citations import find_quotes, quote_is_verbatim
-from assistant.extractive import LISTING_LEAD, NOT_COVERED, quotes_to_csv, quotes_to_markdown
+from assistant.extractive import EVIDENCE_LEAD, LISTING_LEAD, NOT_COVERED, quotes_to_csv, quotes_to_markdown
 from assistant.index import CorpusIndex
 from assistant.loaders import IngestError
 from assistant.retrieval import Retriever
@@ -236,6 +236,24 @@ def test_model_answer_keeps_supported_sentences_and_drops_the_rest(
     assert "2030" not in answer.text and "télétravail" not in answer.text
     assert len(answer.removed) == 2 and {"unsupported_removed", "quote_removed"} <= set(answer.flags)
     assert answer.citations[0].passage.section_kind == "limites"
+
+
+def test_a_reworded_model_answer_is_followed_by_the_verbatim_lines(
+    settings: Settings, retriever: Retriever
+) -> None:
+    question = "Combien d'agents compte le CIPEN ?"
+    reworded = FakeListChatModel(responses=["Le CIPEN réunit 70 agents répartis sur plusieurs campus."])
+    answer = AnswerPipeline(settings, retriever, reworded, "faux modèle").answer(question)
+    body, evidence = answer.text.split(f"\n\n{EVIDENCE_LEAD}\n\n")
+    assert body == "Le CIPEN réunit 70 agents répartis sur plusieurs campus [1]."
+    assert "« Enfin, le CIPEN est composé de 70 agents sur différents sites" in evidence
+    assert evidence.rstrip().endswith("[1]") and len(answer.citations) == 1
+    assert all(quote_is_verbatim(q, answer.citations[0].passage.text) for q in find_quotes(evidence))
+    # An answer that already quotes the line word for word is not followed by it again.
+    verbatim = answer.citations[0].span
+    copied = FakeListChatModel(responses=[verbatim])
+    again = AnswerPipeline(settings, retriever, copied, "faux modèle").answer(question)
+    assert EVIDENCE_LEAD not in again.text and again.citations
 
 
 class SlowModel(BaseChatModel):

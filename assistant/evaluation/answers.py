@@ -37,8 +37,8 @@ def evaluate_answers(
 ) -> list[dict[str, Any]]:
     """Answer every case with ``pipeline`` (an ``AnswerPipeline``); one result dict per case.
 
-    With ``stream=True`` the answer is read through ``pipeline.stream`` and the time to the first
-    token (``ttft_ms``) is recorded too."""
+    With ``stream=True`` the answer is read through ``pipeline.stream``: the time to the first
+    token (``ttft_ms``) and the streamed text (``generated``) are recorded too."""
     from assistant.answering import AnswerEvent, TokenEvent
 
     corpus = [p.text for p in pipeline.corpus]
@@ -48,11 +48,14 @@ def evaluate_answers(
     for case in cases:
         started = time.perf_counter()
         first_token: float | None = None
+        generated = ""
         if stream:
             answer = None
             for event in pipeline.stream(case.question, history=case.history or None):
-                if isinstance(event, TokenEvent) and first_token is None:
-                    first_token = (time.perf_counter() - started) * 1000
+                if isinstance(event, TokenEvent):
+                    if first_token is None:
+                        first_token = (time.perf_counter() - started) * 1000
+                    generated += event.text
                 if isinstance(event, AnswerEvent):
                     answer = event.answer
         else:
@@ -75,6 +78,7 @@ def evaluate_answers(
         }
         if first_token is not None:
             result["ttft_ms"] = first_token
+            result["generated"] = generated  # the text as it streamed, before verification
         if case.answerable:
             result["fact_coverage"] = fact_coverage(answer.text, case.facts)
             result["citation_precision"] = citation_precision(
