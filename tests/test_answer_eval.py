@@ -104,23 +104,23 @@ def test_local_llm_refuses_outside_the_dossier(llm_pipeline: AnswerPipeline) -> 
 @pytest.mark.llm
 def test_local_llm_follow_up_uses_the_history(llm_pipeline: AnswerPipeline) -> None:
     history = [
-        {"role": "user", "content": "Quelles sont les limites du scénario ENTPE ?"},
-        {"role": "assistant", "content": "La fiche ENTPE relève plusieurs limites, dont la géographie."},
+        {"role": "user", "content": "Que dit la fiche ENTPE sur les finances du CMA ?"},
+        {"role": "assistant", "content": "Elle évoque une dotation augmentée des moyens du CMA."},
     ]
     answer = llm_pipeline.answer("Et pour l'UGE ?", history=history)
+    assert "first_token_ms" in answer.timings  # the model was asked (not a verbatim listing)
     assert not answer.refused, answer.text
     assert answer.citations, answer.text
     labels = [c.passage.label for c in answer.citations]
-    assert all(
-        c.passage.scenario == "uge" and c.passage.section_kind == "limites" for c in answer.citations
-    ), labels
+    assert all(c.passage.scenario in {"uge", "note"} for c in answer.citations), labels
     assert_markers_supported(answer)
 
 
 @pytest.mark.llm
 def test_local_llm_comparison_cites_several_scenarios(llm_pipeline: AnswerPipeline) -> None:
     answer = llm_pipeline.answer("Compare la gouvernance du CMA dans les scénarios ENTPE et UGE.")
+    assert "first_token_ms" in answer.timings
     assert not answer.refused, answer.text
     scenarios = {"uge" if c.passage.scenario == "note" else c.passage.scenario for c in answer.citations}
-    assert len(scenarios) >= 2, [c.passage.label for c in answer.citations]
+    assert scenarios >= {"entpe", "uge"}, [c.passage.label for c in answer.citations]
     assert_markers_supported(answer)

@@ -298,6 +298,21 @@ def test_a_listing_is_the_dossier_table_even_with_a_model(settings: Settings, re
     assert not answer.notices  # nothing failed: no fallback notice
 
 
+def test_a_comparison_quotes_every_compared_scenario(settings: Settings, retriever: Retriever) -> None:
+    # The model speaks of one scenario only; the answer still quotes the other one, cited.
+    model = FakeListChatModel(
+        responses=["Pour l'UGE, un comité de suivi des activités se réunirait de manière trimestrielle."]
+    )
+    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
+    answer = pipeline.answer("Compare la gouvernance du CMA dans les scénarios ENTPE et UGE.")
+    scenarios = {"uge" if c.passage.scenario == "note" else c.passage.scenario for c in answer.citations}
+    assert scenarios >= {"entpe", "uge"}, answer.text
+    markers = sorted(c.marker for c in answer.citations)
+    assert markers == list(range(1, len(markers) + 1))
+    _, evidence = answer.text.split(f"\n\n{EVIDENCE_LEAD}\n\n")
+    assert all(f"[{m}]" in evidence for m in markers[1:])
+
+
 # -- injected instructions ---------------------------------------------------------------------
 INJECTION = """---
 title: Note complémentaire sur le CMA
