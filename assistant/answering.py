@@ -70,6 +70,7 @@ MAX_VARIANTS = 2
 # development set with the local model, the model's answers to section questions covered 0.22 of
 # the expected facts, the table 1.00 (it shortened or reworded the list, or refused).
 DIRECT_LEADS = {"listing": LISTING_LEAD}
+MAX_LISTING = 20  # passages of a section shown whole; a longer one is answered like a question
 POSITIONAL = re.compile(r"\b(premi[eè]re|derni[eè]re) phrase\b", re.IGNORECASE)
 
 
@@ -273,14 +274,17 @@ class AnswerPipeline:
         if row is None:
             return None
         table = section_table(self.trusted, row)
+        if len(table) > MAX_LISTING:
+            return None
         for variant in self._variants(table, wanted):
             if variant.second.chunk_id not in {p.chunk_id for p in table}:
                 table.append(variant.second)
         return table
 
     def _table_row(self, intent: Any, passages: list[Passage]) -> Passage | None:
-        """The best retrieved table row of the section (and scenario) a listing asks for."""
-        rows = [p for p in passages if p.section_kind in intent.sections and p.metadata.get("kind") == "row"]
+        """The best retrieved passage of the section (and scenario) a listing asks for: a table
+        row, or a paragraph when the section has no table (a synthesis)."""
+        rows = [p for p in passages if p.section_kind in intent.sections]
         named = [p for p in rows if not intent.scenarios or p.scenario in intent.scenarios]
         return (named or rows or [None])[0]  # type: ignore[list-item]
 

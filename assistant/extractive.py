@@ -31,9 +31,10 @@ from assistant.text import contains, content_terms, fold
 EXTRACTIVE_LEAD = (
     "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
 )
-# A listing (« quelles sont les limites de l'ENTPE ? ») is answered with the table itself, even
-# when a model is loaded: said so, since the answer then reads like the extractive one.
-LISTING_LEAD = "Liste du dossier, telle qu'il la donne et dans son ordre (extraits mot pour mot) :"
+# A listing (« quelles sont les limites de l'ENTPE ? », « que conclut la synthèse ? ») is answered
+# with the section itself, even when a model is loaded: said so, since the answer then reads like
+# the extractive one.
+LISTING_LEAD = "Ce que le dossier en dit, en entier et dans son ordre (extraits mot pour mot) :"
 # After a model's answer: the lines of the dossier it rests on, quoted.
 EVIDENCE_LEAD = "Ce que dit le dossier, mot pour mot :"
 NOT_COVERED = "non traité dans le dossier"
@@ -214,11 +215,13 @@ def select_plain(
 
 def section_table(corpus: Sequence[Passage], like: Passage) -> list[Passage]:
     """Every row of the table ``like`` belongs to (same document, same section), in document
-    order: a listing (« quelles sont les limites de l'ENTPE ? ») shows the whole table."""
+    order: a listing (« quelles sont les limites de l'ENTPE ? ») shows the whole table; for a
+    section of prose (« que conclut la synthèse ? »), its paragraphs."""
+    kind = "row" if like.metadata.get("kind") == "row" else None
     rows = [
         p
         for p in corpus
-        if p.metadata.get("kind") == "row"
+        if (kind is None or p.metadata.get("kind") == kind)
         and p.metadata.get("doc_id") == like.metadata.get("doc_id")
         and p.section_kind == like.section_kind
     ]

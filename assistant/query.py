@@ -208,7 +208,7 @@ def previous_user_question(history: list[dict[str, str]] | None) -> str | None:
 
 ANTECEDENT_CHARS = 200
 # What an answer carries besides its claims: the extractive lead, the source list, markers.
-_ANSWER_LEAD = re.compile(r"^(R[ée]ponse extractive|Liste du dossier)[^\n]*\n", re.IGNORECASE)
+_ANSWER_LEAD = re.compile(r"^(R[ée]ponse extractive|Ce que le dossier en dit)[^\n]*\n", re.IGNORECASE)
 _ANSWER_TAIL = re.compile(r"\n\s*(Sources?|Note|Remarque)\s*:.*", re.IGNORECASE | re.DOTALL)
 _ANSWER_MARKUP = re.compile(r"\[\d+\]|[*_#>`«»]|\s—\s")
 
