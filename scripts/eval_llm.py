@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| premier jeton, p95 (ms) | {summary['ttft_p95_ms']:.0f} | |")
     if speeds:
         print(f"| jetons/s (médiane) | {percentile(speeds, 50):.1f} | |")
-    fallbacks = sum(1 for r in results if r["backend"] != "local" and not r["refused"])
-    print(f"\nRéponses extractives de repli : {fallbacks}")
+    fallbacks = sum(1 for r in results if "extractive_fallback" in r["flags"])
+    direct = sum(1 for r in results if "verbatim_listing" in r["flags"])
+    print(f"\nRéponses extractives de repli (modèle sans réponse vérifiable) : {fallbacks}")
+    print(f"Listes données telles quelles, sans le modèle : {direct}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
