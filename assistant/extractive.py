@@ -315,10 +315,22 @@ def extractive_answer(
     return "\n".join(lines).strip()
 
 
+# An answer repeats a quoted line when it holds the line or nearly all of its words (a model that
+# copies a sentence often drops a linking word such as « Enfin, »).
+REPEATED_SHARE = 0.9
+
+
+def _repeats(said: str, quoted: str) -> bool:
+    terms = content_terms(quoted)
+    if contains(said, quoted):
+        return True
+    return bool(terms) and len(terms & content_terms(said)) / len(terms) >= REPEATED_SHARE
+
+
 def evidence_lines(citations: Sequence[Citation], wanted: set[str], said: str = "") -> str:
     """After a model's answer (``said``): each cited passage's relevant lines, quoted, under its
     source and with the answer's own marker; a passage once, and not when the answer already
-    repeats its lines word for word."""
+    repeats its lines (see REPEATED_SHARE)."""
     groups: dict[str, list[str]] = {}
     seen: set[str] = set()
     for citation in sorted(citations, key=lambda c: c.marker):
@@ -326,7 +338,7 @@ def evidence_lines(citations: Sequence[Citation], wanted: set[str], said: str = 
             continue
         seen.add(citation.passage.chunk_id)
         rendered = render_item(citation.passage, wanted)
-        if said and all(contains(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered)):
+        if said and all(_repeats(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered)):
             continue
         item = f"- {rendered} [{citation.marker}]"
         groups.setdefault(group_title(citation.passage), []).append(item)

@@ -249,9 +249,10 @@ def test_a_reworded_model_answer_is_followed_by_the_verbatim_lines(
     assert "« Enfin, le CIPEN est composé de 70 agents sur différents sites" in evidence
     assert evidence.rstrip().endswith("[1]") and len(answer.citations) == 1
     assert all(quote_is_verbatim(q, answer.citations[0].passage.text) for q in find_quotes(evidence))
-    # An answer that already quotes the line word for word is not followed by it again.
-    verbatim = answer.citations[0].span
-    copied = FakeListChatModel(responses=[verbatim])
+    # An answer that already repeats the line (here without its « Enfin, ») is not followed by it.
+    span = answer.citations[0].span
+    assert span.startswith("Enfin, le CIPEN")
+    copied = FakeListChatModel(responses=["L" + span.removeprefix("Enfin, l")])
     again = AnswerPipeline(settings, retriever, copied, "faux modèle").answer(question)
     assert EVIDENCE_LEAD not in again.text and again.citations
 
