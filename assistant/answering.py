@@ -4,7 +4,10 @@
 (``Retriever.search`` rewrites follow-ups) → send the passages → decide whether the dossier
 answers (``answerability.assess``: refusal or partial answer) → choose and compact the context →
 generate (LangChain chat model under a time limit, or the extractive backend) → verify every
-sentence and its citations → ``Answer``. ``answer`` is the same without the events.
+sentence and its citations → follow a model's answer with the verbatim lines it cites →
+``Answer``. ``answer`` is the same without the events. A listing (a whole section asked for) is
+answered with the section itself, with or without a model; a model that refuses wrongly or says
+nothing verifiable gives way to the quotes the extractive backend would choose.
 ``quote`` and ``compare`` are the « Citations » and « Comparer » modes: verbatim, no LLM.
 
 Costs are bounded here: question length (``settings.max_question_chars``), passages in the
@@ -170,8 +173,8 @@ class AnswerPipeline:
         passages = [p for p in result.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(question, intent, passages, wanted, history)
         table = None if verdict.refused else self._listing_table(intent, passages, wanted)
-        # What the extractive backend would answer: the model's fallback, and the answer itself
-        # for a listing or a comparison (see DIRECT_LEADS).
+        # The passages the extractive backend would quote: the answer itself for a listing (see
+        # DIRECT_LEADS), what a comparison's model answer stands on, a failed model's fallback.
         verbatim = table or self.choose_context(intent, passages, wanted, verdict, extractive=True)
         direct = "listing" if table and self.model is not None else ""
         comparison = not verdict.refused and (intent.compare or spans_documents(intent.standalone))
@@ -270,7 +273,7 @@ class AnswerPipeline:
         plus the other source of any inconsistency; ``None`` for any other question."""
         if not getattr(intent, "listing", False) or intent.compare or POSITIONAL.search(intent.question):
             return None
-        row = self._table_row(intent, passages)
+        row = self._listing_anchor(intent, passages)
         if row is None:
             return None
         table = section_table(self.trusted, row)
@@ -281,7 +284,7 @@ class AnswerPipeline:
                 table.append(variant.second)
         return table
 
-    def _table_row(self, intent: Any, passages: list[Passage]) -> Passage | None:
+    def _listing_anchor(self, intent: Any, passages: list[Passage]) -> Passage | None:
         """The best retrieved passage of the section (and scenario) a listing asks for: a table
         row, or a paragraph when the section has no table (a synthesis)."""
         rows = [p for p in passages if p.section_kind in intent.sections]
