@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -173,15 +173,19 @@ class AnswerPipeline:
         passages = [p for p in result.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(question, intent, passages, wanted, history)
         table = None if verdict.refused else self._listing_table(intent, passages, wanted)
-        # The passages the extractive backend would quote: the answer itself for a listing (see
-        # DIRECT_LEADS), what a comparison's model answer stands on, a failed model's fallback.
-        verbatim = table or self.choose_context(intent, passages, wanted, verdict, extractive=True)
+
+        def verbatim() -> list[Passage]:
+            # The passages the extractive backend would quote: the answer itself for a listing
+            # (see DIRECT_LEADS), what a comparison's model answer stands on, a failed model's
+            # fallback (computed only when one of them is needed).
+            return table or self.choose_context(intent, passages, wanted, verdict, extractive=True)
+
         direct = "listing" if table and self.model is not None else ""
         comparison = not verdict.refused and (intent.compare or spans_documents(intent.standalone))
         if self.model is None or direct or comparison:
             # A comparison: the model compares the best passage of each scenario, and each of
             # them is quoted after its answer, cited or not (see _generate).
-            context = verbatim
+            context = verbatim()
         else:
             context = self.choose_context(intent, passages, wanted, verdict)
         yield PassagesEvent(context)
@@ -262,11 +266,14 @@ class AnswerPipeline:
                 intent.scenarios,
                 keep_ratio=None if extractive else 0.0,
             )
-        cap = max(MAX_PASSAGES, len(chosen))
+        return self._with_variants(chosen, wanted)
+
+    def _with_variants(self, chosen: list[Passage], wanted: set[str]) -> list[Passage]:
+        """``chosen`` plus the other source of each inconsistency it holds (at most MAX_VARIANTS)."""
         for variant in self._variants(chosen, wanted):
             if variant.second.chunk_id not in {p.chunk_id for p in chosen}:
                 chosen.append(variant.second)
-        return chosen[: cap + MAX_VARIANTS]
+        return chosen
 
     def _listing_table(self, intent: Any, passages: list[Passage], wanted: set[str]) -> list[Passage] | None:
         """« Quelles sont les limites de l'ENTPE ? »: the whole table asked for, in document order,
@@ -277,12 +284,7 @@ class AnswerPipeline:
         if row is None:
             return None
         table = section_table(self.trusted, row)
-        if len(table) > MAX_LISTING:
-            return None
-        for variant in self._variants(table, wanted):
-            if variant.second.chunk_id not in {p.chunk_id for p in table}:
-                table.append(variant.second)
-        return table
+        return None if len(table) > MAX_LISTING else self._with_variants(table, wanted)
 
     def _listing_anchor(self, intent: Any, passages: list[Passage]) -> Passage | None:
         """The best retrieved passage of the section (and scenario) a listing asks for: a table
@@ -350,7 +352,7 @@ class AnswerPipeline:
         verdict: answerability.Verdict,
         timings: dict[str, float],
         direct: str = "",
-        verbatim: list[Passage] | None = None,
+        verbatim: Callable[[], list[Passage]] | None = None,
         quote_all: bool = False,
     ) -> Iterator[AnswerStreamEvent]:
         """The model's answer on ``context``, verified, followed by the lines it rests on (all of
@@ -401,7 +403,7 @@ class AnswerPipeline:
         if verification is None:
             position = POSITIONAL.search(answer.question)
             which = position.group(1).lower()[:5] if position else None
-            quoted = verbatim or context
+            quoted = verbatim() if verbatim else context
             variants = self._variants(quoted, wanted)
             body = self.verifier.verify(extractive_answer(quoted, wanted, variants, which), quoted)
             body.text = f"{DIRECT_LEADS.get(direct, EXTRACTIVE_LEAD)}\n\n{body.text}"

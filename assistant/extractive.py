@@ -303,16 +303,17 @@ def extractive_answer(
 ) -> str:
     """The no-LLM answer body: passages grouped by document and section, quoted, marked [n]
     (n = position in ``passages``); then the dossier's inconsistencies, both sources quoted."""
-    groups: dict[str, list[int]] = {}
-    for i, passage in enumerate(passages):
-        groups.setdefault(group_title(passage), []).append(i)
-    lines: list[str] = []
-    for title, items in groups.items():
-        lines.append(f"**{title}**")
-        lines += [f"- {render_item(passages[i], wanted, which)} [{i + 1}]" for i in items]
-        lines.append("")
-    lines += variant_lines(passages, variants)
+    items = [(p, f"{render_item(p, wanted, which)} [{i}]") for i, p in enumerate(passages, start=1)]
+    lines = [grouped(items), "", *variant_lines(passages, variants)]
     return "\n".join(lines).strip()
+
+
+def grouped(items: Sequence[tuple[Passage, str]]) -> str:
+    """Bullets under their source's title (document › section), titles in order of appearance."""
+    groups: dict[str, list[str]] = {}
+    for passage, item in items:
+        groups.setdefault(group_title(passage), []).append(f"- {item}")
+    return "\n\n".join(f"**{title}**\n" + "\n".join(lines) for title, lines in groups.items())
 
 
 # An answer repeats a quoted line when it holds the line or nearly all of its words (a model that
@@ -331,18 +332,16 @@ def evidence_lines(citations: Sequence[Citation], wanted: set[str], said: str = 
     """After a model's answer (``said``): each cited passage's relevant lines, quoted, under its
     source and with the answer's own marker; a passage once, and not when the answer already
     repeats its lines (see REPEATED_SHARE)."""
-    groups: dict[str, list[str]] = {}
+    items: list[tuple[Passage, str]] = []
     seen: set[str] = set()
     for citation in sorted(citations, key=lambda c: c.marker):
         if citation.passage.chunk_id in seen:
             continue
         seen.add(citation.passage.chunk_id)
         rendered = render_item(citation.passage, wanted)
-        if said and all(_repeats(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered)):
-            continue
-        item = f"- {rendered} [{citation.marker}]"
-        groups.setdefault(group_title(citation.passage), []).append(item)
-    return "\n\n".join(f"**{title}**\n" + "\n".join(items) for title, items in groups.items())
+        if not (said and all(_repeats(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered))):
+            items.append((citation.passage, f"{rendered} [{citation.marker}]"))
+    return grouped(items)
 
 
 def variant_lines(passages: Sequence[Passage], variants: Sequence[Variant]) -> list[str]:
