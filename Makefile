@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-dev system-deps run index test test-fast gate lint typecheck eval eval-answer eval-llm bench clean
+.PHONY: install install-dev system-deps run index test check test-fast gate lint typecheck eval eval-answer eval-llm bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,17 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; \
 	fi
 
+# What the README promises, checked: style and format, types, the layer contract, the tests, the gate.
 test: install-dev system-deps
+	$(MAKE) --no-print-directory check
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory gate
+
+check: install-dev
+	$(VENV)/bin/ruff check assistant tests app.py scripts evals
+	$(VENV)/bin/ruff format --check assistant tests app.py scripts evals
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Quality gate on the development set (thresholds in evals/thresholds.json), extractive backend.
 gate: install

@@ -40,7 +40,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         assistant = open_assistant(settings)
-        from assistant.webapp import AssistantApp
+        from assistant.app.webapp import AssistantApp
 
         app = AssistantApp(assistant, settings)
         print(f"Modèle de langage : {assistant.status().get('llm', '?')}", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.schema import SCENARIOS, SECTIONS
+from assistant.domain import SCENARIOS, SECTIONS
 from assistant.settings import Settings, SettingsError
 
 log = logging.getLogger("assistant")
@@ -82,7 +82,7 @@ def report_index(report: Any, out: Any = None) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from assistant.index import CorpusIndex
+    from assistant.search.index import CorpusIndex
 
     index = CorpusIndex(_settings(args))
     report = (
@@ -108,21 +108,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_retriever(settings: Settings) -> Any:
-    from assistant.index import CorpusIndex
-    from assistant.retrieval import Retriever
+def open_assistant(settings: Settings, with_model: bool = True) -> Any:
+    """The assistant (index made fresh, with a progress bar and a summary of what changed)."""
+    from assistant.service import Assistant
 
-    index = CorpusIndex(settings)
-    report = index.ensure(progress=_progress_bar())
-    if report is not None:
-        report_index(report)
-    return Retriever(index, settings)
+    assistant = Assistant.open(settings, progress=_progress_bar(), with_model=with_model)
+    if assistant.index_report is not None:
+        report_index(assistant.index_report)
+    return assistant
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    retriever = open_retriever(settings)
-    result = retriever.search(args.question, scenarios=args.scenario, sections=args.section, k=args.k)
+    assistant = open_assistant(_settings(args), with_model=False)
+    result = assistant.search(args.question, scenarios=args.scenario, sections=args.section, k=args.k)
     if args.json:
         print(
             json.dumps(
@@ -186,7 +184,7 @@ def _eval_run(args: argparse.Namespace) -> int:
         summary_keys,
         write_run,
     )
-    from assistant.index import corpus_files
+    from assistant.search.index import corpus_files
 
     settings = _settings(args)
     set_path = Path(args.set)
@@ -214,7 +212,7 @@ def _eval_run(args: argparse.Namespace) -> int:
         with tqdm(total=len(cases), desc="Évaluation des réponses", unit="question", file=sys.stderr) as bar:
             records = answer_records(cases, assistant.pipeline, tick=bar.update)
     else:
-        retriever = open_retriever(settings)
+        retriever = open_assistant(settings, with_model=False).pipeline.retriever
         with tqdm(total=len(cases), desc="Évaluation", unit="question", file=sys.stderr) as bar:
             records = retrieval_records(cases, retriever, tick=bar.update)
     described = describe_settings(settings, args.mode, set_path, retriever, backend, status)
@@ -335,7 +333,7 @@ def _case_ids_and_keys(path: Path) -> tuple[list[int], set[str]]:
 
 
 def _eval_import_feedback(args: argparse.Namespace) -> int:
-    from assistant.feedback import FeedbackError, load_feedback, negative_to_cases
+    from assistant.evaluation.feedback import FeedbackError, load_feedback, negative_to_cases
     from assistant.settings import PROJECT_ROOT
 
     if len(args.paths) > 1:
@@ -425,11 +423,10 @@ def _print_sources(answer: Any) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from assistant.answering import AnswerEvent, QuestionError, TokenEvent
-    from assistant.service import Assistant
+    from assistant.answer.errors import QuestionError
+    from assistant.answer.pipeline import AnswerEvent, TokenEvent
 
-    settings = _settings(args)
-    assistant = Assistant.open(settings, progress=_progress_bar())
+    assistant = open_assistant(_settings(args))
     print(f"Modèle : {assistant.model_status}", file=sys.stderr)
     streamed = ""
     answer = None
@@ -460,20 +457,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verbatim_pipeline(settings: Settings) -> Any:
-    """The pipeline without a language model: quotes and comparisons are verbatim."""
-    from assistant.answering import AnswerPipeline
-
-    return AnswerPipeline(settings, open_retriever(settings))
-
-
 def cmd_quote(args: argparse.Namespace) -> int:
-    from assistant.answering import QuestionError
-    from assistant.extractive import quotes_to_csv, quotes_to_markdown
+    from assistant.answer.errors import QuestionError
+    from assistant.answer.extractive import quotes_to_csv, quotes_to_markdown
 
-    pipeline = _verbatim_pipeline(_settings(args))
+    # Quotes and comparisons are verbatim: no language model is loaded for them.
+    assistant = open_assistant(_settings(args), with_model=False)
     try:
-        results = pipeline.quote(args.request, scenarios=args.scenario, sections=args.section, k=args.k or 5)
+        results = assistant.quote(args.request, scenarios=args.scenario, sections=args.section, k=args.k or 5)
     except QuestionError as error:
         print(f"Erreur : {error}", file=sys.stderr)
         return 2
@@ -487,11 +478,11 @@ def cmd_quote(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from assistant.answering import QuestionError
+    from assistant.answer.errors import QuestionError
 
-    pipeline = _verbatim_pipeline(_settings(args))
+    assistant = open_assistant(_settings(args), with_model=False)
     try:
-        comparison = pipeline.compare(args.theme, scenarios=args.scenario)
+        comparison = assistant.compare(args.theme, scenarios=args.scenario)
     except QuestionError as error:
         print(f"Erreur : {error}", file=sys.stderr)
         return 2

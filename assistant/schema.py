@@ -5,27 +5,12 @@ Citations and the interface read their source from these objects, never by re-pa
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ElementKind = Literal["heading", "paragraph", "list_item", "table_header", "table_row"]
-
-# Scenario codes, and how they are shown to users.
-SCENARIOS: dict[str, str] = {
-    "cmvrh": "CMVRH",
-    "entpe": "ENTPE",
-    "uge": "Université Gustave Eiffel",
-    "note": "Note de l'UGE (CIPEN)",
-}
-# Section kinds, and how they are shown to users.
-SECTIONS: dict[str, str] = {
-    "contexte": "Contexte",
-    "opportunites": "Opportunités",
-    "limites": "Limites",
-    "questions": "Questions",
-    "synthese": "Synthèse",
-    "note": "Note",
-}
 
 
 @dataclass
@@ -66,7 +51,7 @@ class Block:
     doc_label: str
     scenario: str
     section: str  # heading text of the section
-    section_kind: str  # one of SECTIONS
+    section_kind: str  # one of domain.SECTIONS
     kind: ElementKind
     raw: str  # exact source text (markup included)
     text: str  # verbatim text with markup removed (what users read and quote)
@@ -116,6 +101,16 @@ class Passage:
         return str(self.metadata.get("section_kind", ""))
 
     @property
+    def subject(self) -> str:
+        """A table row's left cell (« Gouvernance »); empty for prose."""
+        return str(self.metadata.get("subject", "")) if self.metadata.get("kind") == "row" else ""
+
+    @property
+    def observations(self) -> str:
+        """A table row's right cell, what it says of its subject; empty for prose."""
+        return str(self.metadata.get("observations", "")) if self.metadata.get("kind") == "row" else ""
+
+    @property
     def page(self) -> int | None:
         page = self.metadata.get("page")
         return int(page) if page not in (None, "", -1) else None
@@ -147,13 +142,23 @@ class Citation:
 
 @dataclass
 class Answer:
-    """What the answer pipeline returns to the CLI, the app and the evaluation runner."""
+    """What the answer pipeline returns to the CLI, the app and the evaluation runner.
+
+    An answer keeps its parts, which renderers show as they see fit: ``lead`` (what kind of
+    answer this is: « Réponse extractive… », « Ce que dit la section… »), ``body`` (the verified
+    sentences with their [n] markers, or the refusal's message), ``evidence`` (after a model's
+    answer: the verbatim lines it rests on, under ``evidence_lead``) and ``gap`` (the part of
+    the question the dossier does not treat). ``text`` is all of them, in that order."""
 
     question: str
     standalone_question: str
-    text: str
     citations: list[Citation]
     passages: list[Passage]
+    lead: str = ""
+    body: str = ""
+    evidence: str = ""
+    evidence_lead: str = ""
+    gap: str = ""
     mode: str = "answer"
     backend: str = "extractive"
     refused: bool = False
@@ -165,11 +170,22 @@ class Answer:
     # Sentences the verification removed because no passage supports them.
     removed: list[str] = field(default_factory=list)
 
+    @property
+    def text(self) -> str:
+        evidence = f"{self.evidence_lead}\n\n{self.evidence}" if self.evidence else ""
+        return "\n\n".join(part for part in (self.lead, self.body, evidence, self.gap) if part)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
             "text": self.text,
+            "parts": {
+                "lead": self.lead,
+                "body": self.body,
+                "evidence": self.evidence,
+                "gap": self.gap,
+            },
             "citations": [c.to_dict() for c in self.citations],
             "mode": self.mode,
             "backend": self.backend,
@@ -180,3 +196,53 @@ class Answer:
             "notices": self.notices,
             "removed": self.removed,
         }
+
+
+@dataclass
+class Exchange:
+    """One past question of the conversation and what the assistant answered, as a follow-up
+    reads it: the answer's own sentences (no lead, verbatim lines or notices) and the passages
+    it cited. The app and the CLI keep these; a conversation that arrives as chat messages (a
+    question set, the API) is turned into them by ``as_exchanges``."""
+
+    question: str
+    answer: str = ""
+    cited: list[Passage] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, answer: Answer) -> Exchange:
+        return cls(answer.question, answer.body, [c.passage for c in answer.citations])
+
+
+History = Sequence[Exchange] | Sequence[Mapping[str, str]]
+
+# What a rendered answer that arrives as text may carry besides its claims: the extractive lead
+# and a trailing source list. Only text from outside (chat messages) is cleaned this way.
+_RENDERED_LEAD = re.compile(r"^(R[ée]ponse extractive|Ce que le dossier en dit)[^\n]*\n", re.IGNORECASE)
+_RENDERED_TAIL = re.compile(r"\n\s*(Sources?|Note|Remarque)\s*:.*", re.IGNORECASE | re.DOTALL)
+
+
+def as_messages(exchanges: Sequence[Exchange]) -> list[dict[str, str]]:
+    """The exchanges as chat messages (what feedback files and question sets store)."""
+    messages: list[dict[str, str]] = []
+    for exchange in exchanges:
+        messages.append({"role": "user", "content": exchange.question})
+        messages.append({"role": "assistant", "content": exchange.answer})
+    return messages
+
+
+def as_exchanges(history: History | None) -> list[Exchange]:
+    """The conversation as exchanges; chat messages (``{"role", "content"}``, alternating from
+    ``user``) are paired, an assistant message answering the user message before it."""
+    exchanges: list[Exchange] = []
+    for item in history or []:
+        if isinstance(item, Exchange):
+            exchanges.append(item)
+            continue
+        role, content = item.get("role"), str(item.get("content", ""))
+        if role == "user":
+            exchanges.append(Exchange(content))
+        elif role == "assistant" and exchanges and not exchanges[-1].answer:
+            text = content.strip()
+            exchanges[-1].answer = _RENDERED_TAIL.sub("", _RENDERED_LEAD.sub("", text))
+    return exchanges

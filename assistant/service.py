@@ -18,11 +18,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from assistant.answering import AnswerPipeline, AnswerStreamEvent
-from assistant.extractive import Comparison, QuoteResult
-from assistant.index import CorpusIndex, IndexReport, Progress
-from assistant.loaders import SUPPORTED_EXTENSIONS, IngestError, file_sha256, load_document
-from assistant.schema import Answer
+from assistant.answer.errors import LLMUnavailable
+from assistant.answer.extractive import Comparison, QuoteResult
+from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
+from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
+from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
+from assistant.ingest.formats import load_document
+from assistant.schema import Answer, History
+from assistant.search.embeddings import embedder_name
+from assistant.search.index import CorpusIndex, IndexReport, Progress
+from assistant.search.retrieval import RetrievalResult, Retriever
 from assistant.settings import Settings
 
 
@@ -30,34 +35,55 @@ class Assistant:
     """Index + retriever + chat model + answer pipeline, for one corpus folder."""
 
     def __init__(
-        self, settings: Settings, index: CorpusIndex, model: Any = None, model_status: str = ""
+        self,
+        settings: Settings,
+        index: CorpusIndex,
+        model: Any = None,
+        model_status: str = "",
+        index_report: IndexReport | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.model = model
         self.model_status = model_status
+        # What opening the assistant did to the index (``None`` when it was already fresh).
+        self.index_report = index_report
         self._lock = threading.RLock()  # one index change at a time within this process
         self.pipeline = self._pipeline()
 
     @classmethod
-    def open(cls, settings: Settings, progress: Progress | None = None) -> Assistant:
-        """Ensure the index, build the chat model (or fall back to extractive), wire the pipeline."""
+    def open(
+        cls, settings: Settings, progress: Progress | None = None, *, with_model: bool = True
+    ) -> Assistant:
+        """Ensure the index, build the chat model (or fall back to extractive), wire the pipeline.
+
+        ``with_model=False`` loads no language model: searches, quotes and comparisons are
+        verbatim and need none."""
         index = CorpusIndex(settings)
-        index.ensure(progress)
-        model, status = build_model(settings)
-        return cls(settings, index, model, status)
+        report = index.ensure(progress)
+        model, status = build_model(settings) if with_model else (None, EXTRACTIVE_STATUS)
+        return cls(settings, index, model, status, report)
 
     def _pipeline(self) -> AnswerPipeline:
-        from assistant.retrieval import Retriever
-
         retriever = Retriever(self.index, self.settings)
         return AnswerPipeline(self.settings, retriever, self.model, self.model_status)
 
     # -- questions ---------------------------------------------------------------------------
+    def search(
+        self,
+        question: str,
+        history: History | None = None,
+        scenarios: Sequence[str] | None = None,
+        sections: Sequence[str] | None = None,
+        k: int | None = None,
+    ) -> RetrievalResult:
+        """The passages for a question, best first (no answer composed)."""
+        return self.pipeline.retriever.search(question, history, scenarios, sections, k)
+
     def ask(
         self,
         question: str,
-        history: list[dict[str, str]] | None = None,
+        history: History | None = None,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
     ) -> Answer:
@@ -66,7 +92,7 @@ class Assistant:
     def stream(
         self,
         question: str,
-        history: list[dict[str, str]] | None = None,
+        history: History | None = None,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
     ) -> Iterator[AnswerStreamEvent]:
@@ -85,8 +111,6 @@ class Assistant:
         return self.pipeline.compare(theme, scenarios)
 
     def status(self) -> dict[str, Any]:
-        from assistant.embeddings import embedder_name
-
         return {
             "embedder": embedder_name(self.index.embeddings),
             "llm": self.model_status,
@@ -157,8 +181,6 @@ class Assistant:
 
 def build_model(settings: Settings) -> tuple[Any, str]:
     """The chat model for the settings, or ``(None, reason)``: the assistant always starts."""
-    from assistant.llm import EXTRACTIVE_STATUS, LLMUnavailable, build_chat_model
-
     try:
         return build_chat_model(settings)
     except LLMUnavailable as error:

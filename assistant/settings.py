@@ -43,6 +43,15 @@ class Settings:
     lexical_k: int = 30
     use_dense: bool = True
     use_lexical: bool = True
+    use_sentences: bool = True  # sentence vectors: a chunk is as close as its closest sentence
+    # Fusion and boosts, set on the development set by kind of question (README, « Mesures »);
+    # ablations pass other values here instead of patching the retrieval module.
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    lexical_confident: float = 4.0  # BM25 score from which a keyword match counts fully
+    scenario_boost: float = 1.0
+    section_boost: float = 0.5
     reranker_path: str | None = None
     # Answers
     llm: str = "auto"  # auto | local | openai | extractive

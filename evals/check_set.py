@@ -6,6 +6,7 @@ Usage : python3 check_set.py [qa.jsonl] [dossier.txt]
 Bibliothèque standard uniquement. Affiche le nombre de questions par type et
 sort avec un code non nul au moindre problème, en nommant le numéro de ligne.
 """
+
 import json
 import os
 import re
@@ -16,30 +17,41 @@ from collections import Counter
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_QA = os.path.join(HERE, "qa.jsonl")
 DEFAULT_DOSSIER = os.environ.get(
-    "DOSSIER", os.path.join(HERE, "..", "tools", "dossier", "000_6be0532de56a1555.txt"))
+    "DOSSIER", os.path.join(HERE, "..", "tools", "dossier", "000_6be0532de56a1555.txt")
+)
 
-KINDS = {"fact", "section", "paraphrase", "compare", "quote",
-         "unanswerable", "multiturn"}
-MINIMUMS = {"unanswerable": 15, "multiturn": 15, "paraphrase": 15,
-            "compare": 15, "quote": 15, "fact": 1, "section": 1}
+KINDS = {"fact", "section", "paraphrase", "compare", "quote", "unanswerable", "multiturn"}
+MINIMUMS = {
+    "unanswerable": 15,
+    "multiturn": 15,
+    "paraphrase": 15,
+    "compare": 15,
+    "quote": 15,
+    "fact": 1,
+    "section": 1,
+}
 MIN_TOTAL = 110
 REQUIRED = {"id", "kind", "question", "answerable", "evidence", "facts"}
 OPTIONAL = {"history"}
 # Documents du dossier (numéros de ligne, 1-based, bornes incluses).
-DOCUMENTS = [("fiche CMVRH", 1, 105), ("fiche ENTPE", 106, 182),
-             ("fiche UGE", 183, 261), ("note CIPEN", 262, 10 ** 9)]
+DOCUMENTS = [
+    ("fiche CMVRH", 1, 105),
+    ("fiche ENTPE", 106, 182),
+    ("fiche UGE", 183, 261),
+    ("note CIPEN", 262, 10**9),
+]
 # Termes dont la couverture est exigée (dans evidence ou facts).
 COVERAGE_TERMS = ["CIPEN", "COSA", "MENTOR", "SYFOADD", "UVED"]
 # Paire d'incohérence qui doit figurer dans les preuves d'une même question.
 INCONSISTENCY_PAIRS = [("8 février 2017", "7 février 2017")]
-QUOTE_MARKERS = ("cite", "textuel", "mot pour mot", "verbatim",
-                 "termes exacts", "recopie")
+QUOTE_MARKERS = ("cite", "textuel", "mot pour mot", "verbatim", "termes exacts", "recopie")
 # Balisage qui coupe une cellule : un extrait ne doit pas le traverser.
 MARKUP = re.compile(r"\t|<[^>]*>|•|\*\*|\^\{[^}]*\}")
 MIN_WORDS, SOFT_MIN_WORDS, MAX_WORDS = 2, 5, 30
 
 # Mots-outils ignorés dans le contrôle des paraphrases.
-STOPWORDS = set("""
+STOPWORDS = set(
+    """
 alors aussi autre autres avec avoir aux auxquels avant beaucoup cela celle
 celles celui ceux cette ceci chaque chez comme comment dans depuis des donc
 dont elle elles encore entre est etre fait faut leur leurs lors lorsque mais
@@ -49,7 +61,8 @@ sur tant tel telle tels telles tout toute toutes tous tres une uns vers voire
 votre vous quelque quelques plus dire donne donner dit etait sera seraient
 serait etaient ainsi apres celle-ci lequel laquelle lesquels lesquelles
 combien ceci
-""".split())
+""".split()
+)
 
 
 def norm(text):
@@ -58,8 +71,7 @@ def norm(text):
 
 
 def strip_accents(text):
-    return "".join(c for c in unicodedata.normalize("NFD", text)
-                   if unicodedata.category(c) != "Mn")
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
 def stems(text):
@@ -89,7 +101,7 @@ def main():
     qa_path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_QA
     dossier_path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_DOSSIER
     lines, segments = load_dossier(dossier_path)
-    norm_lines = [norm(l) for l in lines]
+    norm_lines = [norm(line) for line in lines]
     errors, warnings = [], []
     kinds = Counter()
     ids, questions = {}, {}
@@ -126,8 +138,7 @@ def main():
             err(ln, f"champs inconnus : {sorted(extra)}")
 
         qid, kind, question = item["id"], item["kind"], item["question"]
-        answerable, evidence, facts = (item["answerable"], item["evidence"],
-                                       item["facts"])
+        answerable, evidence, facts = (item["answerable"], item["evidence"], item["facts"])
         if not isinstance(qid, str) or not re.fullmatch(r"q\d{3,}", qid):
             err(ln, f"id invalide : {qid!r} (attendu q001, q002…)")
         elif qid in ids:
@@ -141,19 +152,16 @@ def main():
         if not isinstance(question, str) or not question.strip():
             err(ln, "question vide")
             continue
-        key = norm(question) + "|" + json.dumps(item.get("history"),
-                                                ensure_ascii=False)
+        key = norm(question) + "|" + json.dumps(item.get("history"), ensure_ascii=False)
         if key in questions:
             err(ln, f"question en double (ligne {questions[key]})")
         questions[key] = ln
         if not isinstance(answerable, bool):
             err(ln, "answerable doit être un booléen")
-        if not isinstance(evidence, list) or not all(
-                isinstance(e, str) for e in evidence):
+        if not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence):
             err(ln, "evidence doit être une liste de chaînes")
             continue
-        if not isinstance(facts, list) or not all(
-                isinstance(f, str) for f in facts):
+        if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
             err(ln, "facts doit être une liste de chaînes")
             continue
 
@@ -165,13 +173,14 @@ def main():
             else:
                 for i, turn in enumerate(history):
                     want = "user" if i % 2 == 0 else "assistant"
-                    if (not isinstance(turn, dict)
-                            or set(turn) != {"role", "content"}
-                            or turn.get("role") != want
-                            or not isinstance(turn.get("content"), str)
-                            or not turn["content"].strip()):
-                        err(ln, f"history[{i}] invalide (attendu role={want} "
-                                "et content non vide)")
+                    if (
+                        not isinstance(turn, dict)
+                        or set(turn) != {"role", "content"}
+                        or turn.get("role") != want
+                        or not isinstance(turn.get("content"), str)
+                        or not turn["content"].strip()
+                    ):
+                        err(ln, f"history[{i}] invalide (attendu role={want} et content non vide)")
                 if history and history[-1].get("role") != "assistant":
                     err(ln, "history doit se terminer par un tour assistant")
         elif history is not None:
@@ -199,26 +208,19 @@ def main():
             if not n:
                 err(ln, f"extrait vide : {ex!r}")
                 continue
-            hits = [(no, seg, rawseg) for no, seg, rawseg in segments
-                    if n in seg]
+            hits = [(no, seg, rawseg) for no, seg, rawseg in segments if n in seg]
             if not hits:
                 if n in norm("".join(lines)):
-                    err(ln, f"extrait à cheval sur deux cellules/lignes ou une "
-                            f"balise : {ex!r}")
+                    err(ln, f"extrait à cheval sur deux cellules/lignes ou une balise : {ex!r}")
                 else:
                     err(ln, f"extrait introuvable dans le dossier : {ex!r}")
                 continue
             if words < MIN_WORDS or words > MAX_WORDS:
-                err(ln, f"extrait de {words} mots (bornes {MIN_WORDS}–"
-                        f"{MAX_WORDS}) : {ex!r}")
-            elif words < SOFT_MIN_WORDS and not any(n == seg
-                                                     for _, seg, _ in hits):
-                err(ln, f"extrait de {words} mots qui n'est pas une cellule "
-                        f"entière : {ex!r}")
-            if not any(" ".join(ex.split()) in " ".join(rawseg.split())
-                       for _, _, rawseg in hits):
-                warnings.append(f"ligne {ln}: extrait non strictement "
-                                f"verbatim (ponctuation/casse) : {ex!r}")
+                err(ln, f"extrait de {words} mots (bornes {MIN_WORDS}–{MAX_WORDS}) : {ex!r}")
+            elif words < SOFT_MIN_WORDS and not any(n == seg for _, seg, _ in hits):
+                err(ln, f"extrait de {words} mots qui n'est pas une cellule entière : {ex!r}")
+            if not any(" ".join(ex.split()) in " ".join(rawseg.split()) for _, _, rawseg in hits):
+                warnings.append(f"ligne {ln}: extrait non strictement verbatim (ponctuation/casse) : {ex!r}")
             for no, _, _ in hits:
                 ev_lines.add(no)
                 ev_docs.add(document_of(no))
@@ -242,24 +244,19 @@ def main():
             if len(evidence) < 2:
                 err(ln, "compare : au moins deux extraits attendus")
             if len(ev_docs) < 2:
-                err(ln, "compare : les extraits doivent venir d'au moins deux "
-                        "documents")
-        if kind == "quote" and not any(m in question.lower()
-                                       for m in QUOTE_MARKERS):
-            err(ln, "quote : la question doit demander une citation "
-                    "(cite, textuellement, mot pour mot…)")
+                err(ln, "compare : les extraits doivent venir d'au moins deux documents")
+        if kind == "quote" and not any(m in question.lower() for m in QUOTE_MARKERS):
+            err(ln, "quote : la question doit demander une citation (cite, textuellement, mot pour mot…)")
         if kind == "paraphrase":
             passage = " ".join(lines[no - 1] for no in ev_lines)
             shared = stems(question) & stems(passage)
             if shared:
-                err(ln, f"paraphrase : mots partagés avec le passage "
-                        f"(radicaux {sorted(shared)})")
+                err(ln, f"paraphrase : mots partagés avec le passage (radicaux {sorted(shared)})")
 
     total = sum(kinds.values())
     for kind, minimum in MINIMUMS.items():
         if kinds[kind] < minimum:
-            errors.append(f"composition : {kinds[kind]} questions {kind}, "
-                          f"minimum {minimum}")
+            errors.append(f"composition : {kinds[kind]} questions {kind}, minimum {minimum}")
     if total < MIN_TOTAL:
         errors.append(f"composition : {total} questions, minimum {MIN_TOTAL}")
     for name, _, _ in DOCUMENTS:
@@ -267,12 +264,10 @@ def main():
             errors.append(f"couverture : aucun extrait tiré de la {name}")
     for term, ok in coverage.items():
         if not ok:
-            errors.append(f"couverture : le sigle {term} n'apparaît dans "
-                          "aucune preuve ni aucun fait")
+            errors.append(f"couverture : le sigle {term} n'apparaît dans aucune preuve ni aucun fait")
     for pair, ok in inconsistency_seen.items():
         if not ok:
-            errors.append(f"couverture : aucune question ne cite à la fois "
-                          f"« {pair[0]} » et « {pair[1]} »")
+            errors.append(f"couverture : aucune question ne cite à la fois « {pair[0]} » et « {pair[1]} »")
 
     print(f"{qa_path} : {total} questions")
     for kind in sorted(KINDS):

@@ -13,10 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from assistant import retrieval
 from assistant.evaluation.dataset import load_cases
 from assistant.evaluation.runner import RETRIEVAL_KEYS, by_kind, evaluate_retrieval, format_table, summarize
-from assistant.index import CorpusIndex
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 
@@ -26,31 +26,23 @@ def main() -> None:
     settings = Settings.from_env()
     index = CorpusIndex(settings)
     index.ensure()
+    # Each variant is a change of settings: the retrieval tunables are constructor settings.
     variants = {
         "hybride": {},
         "dense seul": {"use_lexical": False},
         "BM25 seul": {"use_dense": False},
-        "sans phrases": {"sentences": False},
-        "sans boosts": {"boosts": False},
+        "sans phrases": {"use_sentences": False},
+        "sans boosts": {"scenario_boost": 0.0, "section_boost": 0.0},
     }
     summaries, kinds = {}, {}
-    boosts = (retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST)
     for name, change in variants.items():
-        retriever = retrieval.Retriever(
-            index, settings.replace(**{k: v for k, v in change.items() if k.startswith("use_")})
-        )
-        if change.get("sentences") is False:
-            retriever.sentence_store = None
-        retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST = (
-            (0.0, 0.0) if change.get("boosts") is False else boosts
-        )
+        retriever = Retriever(index, settings.replace(**change))
 
         def search(case, retriever=retriever):  # type: ignore[no-untyped-def]
             return [p.text for p in retriever.search(case.question, history=case.history, k=10).passages]
 
         results = evaluate_retrieval(cases, search)
         summaries[name], kinds[name] = summarize(results), by_kind(results)
-    retrieval.SCENARIO_BOOST, retrieval.SECTION_BOOST = boosts
     print(format_table(summaries, RETRIEVAL_KEYS))
     for kind in sorted(next(iter(kinds.values()))):
         if kind != "unanswerable":

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
-from assistant.llm import build_chat_model  # noqa: E402
+from assistant.answer.llm import build_chat_model  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 QUESTION = "Quelles sont les principales activités du CMA aujourd'hui, et qui le finance ?"

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from assistant.evaluation.metrics import percentile
-from assistant.index import CorpusIndex
-from assistant.retrieval import Retriever
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 

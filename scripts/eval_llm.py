@@ -20,14 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from assistant.answering import AnswerPipeline  # noqa: E402
+from assistant.answer.llm import build_chat_model  # noqa: E402
+from assistant.answer.model_files import ensure_local_model  # noqa: E402
+from assistant.answer.pipeline import AnswerPipeline  # noqa: E402
 from assistant.evaluation.answers import ANSWER_KEYS, evaluate_answers, summarize_answers  # noqa: E402
 from assistant.evaluation.dataset import load_cases  # noqa: E402
 from assistant.evaluation.metrics import percentile  # noqa: E402
-from assistant.index import CorpusIndex  # noqa: E402
-from assistant.llm import build_chat_model  # noqa: E402
-from assistant.model_files import ensure_local_model  # noqa: E402
-from assistant.retrieval import Retriever  # noqa: E402
+from assistant.search.index import CorpusIndex  # noqa: E402
+from assistant.search.retrieval import Retriever  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 TARGETS = {  # the targets for the local LLM

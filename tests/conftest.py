@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.index import CorpusIndex, IndexReport
-from assistant.retrieval import Retriever
+from assistant.search.index import CorpusIndex, IndexReport
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

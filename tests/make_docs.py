@@ -26,7 +26,7 @@ import zlib
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from assistant.loaders import parse_markdown, read_utf8
+from assistant.ingest.formats import parse_markdown, read_utf8
 from assistant.schema import Element
 from assistant.text import clean_markup
 

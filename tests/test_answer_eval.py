@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering import AnswerPipeline
-from assistant.citations import claim_terms, find_quotes, passage_terms, quote_is_verbatim
+from assistant.answer.citations import claim_terms, find_quotes, passage_terms, quote_is_verbatim
+from assistant.answer.pipeline import AnswerPipeline
 from assistant.evaluation.answers import evaluate_answers, summarize_answers
 from assistant.evaluation.dataset import load_cases
-from assistant.retrieval import Retriever
 from assistant.schema import Answer
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +80,8 @@ def assert_markers_supported(answer: Answer) -> None:
 
 @pytest.fixture(scope="module")
 def llm_pipeline(settings: Settings, retriever: Retriever) -> AnswerPipeline:
-    from assistant.llm import build_chat_model, llama_cpp_problem
-    from assistant.model_files import ensure_local_model
+    from assistant.answer.llm import build_chat_model, llama_cpp_problem
+    from assistant.answer.model_files import ensure_local_model
 
     problem = llama_cpp_problem()
     if problem:

@@ -21,7 +21,15 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from assistant.answering import (
+from assistant.answer.citations import find_quotes, quote_is_verbatim
+from assistant.answer.extractive import (
+    EVIDENCE_LEAD,
+    LISTING_LEAD,
+    NOT_COVERED,
+    quotes_to_csv,
+    quotes_to_markdown,
+)
+from assistant.answer.pipeline import (
     AnswerEvent,
     AnswerPipeline,
     PassagesEvent,
@@ -29,12 +37,10 @@ from assistant.answering import (
     TokenEvent,
     load_prompt,
 )
-from assistant.citations import find_quotes, quote_is_verbatim
-from assistant.extractive import EVIDENCE_LEAD, LISTING_LEAD, NOT_COVERED, quotes_to_csv, quotes_to_markdown
-from assistant.index import CorpusIndex
-from assistant.loaders import IngestError
-from assistant.retrieval import Retriever
+from assistant.ingest.errors import IngestError
 from assistant.schema import Answer
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
 from assistant.service import Assistant
 from assistant.settings import Settings
 from assistant.text import contains

@@ -29,10 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.feedback import load_feedback, negative_to_cases
-from assistant.index import CorpusIndex
-from assistant.settings import Settings, SettingsError
-from assistant.webapp import (
+from assistant.app.webapp import (
     UploadRejected,
     blocked_paths,
     check_upload,
@@ -41,6 +38,9 @@ from assistant.webapp import (
     parse_auth,
     safe_markdown,
 )
+from assistant.evaluation.feedback import load_feedback, negative_to_cases
+from assistant.search.index import CorpusIndex
+from assistant.settings import Settings, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Quelles sont les limites du scénario ENTPE ?"

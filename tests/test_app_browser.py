@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from assistant.feedback import load_feedback
-from assistant.index import CorpusIndex
+from assistant.evaluation.feedback import load_feedback
+from assistant.search.index import CorpusIndex
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.browser

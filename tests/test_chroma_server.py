@@ -16,8 +16,8 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
-from assistant.index import CorpusIndex
-from assistant.retrieval import Retriever
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
 from tests.conftest import SMALL_ENTPE, SMALL_UGE, make_settings
 
 HOST = "127.0.0.1"

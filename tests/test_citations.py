@@ -10,14 +10,14 @@ import re
 
 import pytest
 
-from assistant.citations import (
+from assistant.answer.citations import (
     UNFLAGGED_MARK,
     find_quotes,
     looks_like_instructions,
     quote_is_verbatim,
     verify,
 )
-from assistant.inconsistencies import find_variants
+from assistant.answer.inconsistencies import find_variants
 from assistant.schema import Passage
 from assistant.text import contains
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.loaders import load_document
-from assistant.schema import SCENARIOS
-from assistant.structure import build_blocks
+from assistant.domain import SCENARIOS
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
 from assistant.text import clean_markup, match_key
 from tests.conftest import CORPUS_FILES, CORPUS_SOURCE, DOSSIER, PROJECT_ROOT
 

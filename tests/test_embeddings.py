@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.embeddings import (
+from assistant.search.embeddings import (
     E5Embeddings,
     EmbedderUnavailable,
     SentenceTransformerEmbeddings,
     build_embeddings,
     embedder_name,
 )
-from assistant.index import CorpusIndex
-from assistant.retrieval import Retriever
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings, SettingsError
 from tests.conftest import SMALL_ENTPE, SMALL_UGE, make_settings
 

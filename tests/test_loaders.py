@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import MAX_CHARS, chunk_blocks
-from assistant.loaders import IngestError, doc_id_for, load_document
-from assistant.schema import SCENARIOS, SECTIONS, Block, Chunk
-from assistant.structure import build_blocks
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.ingest.chunking import MAX_CHARS, chunk_blocks
+from assistant.ingest.errors import IngestError, doc_id_for
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
+from assistant.schema import Block, Chunk
 from assistant.text import clean_markup, match_key, split_sentences
 from tests.conftest import CORPUS_FILES, CORPUS_SOURCE, DOSSIER, PROJECT_ROOT
 
@@ -137,9 +139,9 @@ def _all_chunks(chunked: Chunked) -> list[Chunk]:
 _IDS_SCRIPT = """
 import json, sys
 from pathlib import Path
-from assistant.chunking import chunk_blocks
-from assistant.loaders import load_document
-from assistant.structure import build_blocks
+from assistant.ingest.chunking import chunk_blocks
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
 ids = []
 for name in sys.argv[1:]:
     path = Path("corpus") / name

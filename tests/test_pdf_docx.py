@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant import pdf_loader
-from assistant.chunking import chunk_blocks
-from assistant.loaders import IngestError, load_document
+from assistant.ingest import pdf as pdf_loader
+from assistant.ingest.chunking import chunk_blocks
+from assistant.ingest.errors import IngestError
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
 from assistant.schema import Block, LoadedDocument
-from assistant.structure import build_blocks
 from assistant.text import match_key
 from tests.make_docs import (
     LAYOUT_SAMPLE_ROWS,

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from assistant import cli
-from assistant.query import understand
-from assistant.retrieval import Retriever
-from assistant.schema import SCENARIOS, SECTIONS, Passage
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.schema import Passage
+from assistant.search.query import understand
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 from assistant.text import clean_markup, match_key
 

@@ -1,1 +1,4 @@
-"""Evaluation: question sets, metrics, the runner and its reports."""
+"""Evaluation: question sets, metrics, runs, reports, run comparison, the quality gate and users' feedback.
+
+Drives the assistant through its public names only; imported by the app and the CLI.
+"""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from assistant.citations import find_quotes
+from assistant.answer.citations import find_quotes
 from assistant.evaluation.dataset import Case
 from assistant.evaluation.metrics import citation_precision, fact_coverage, mean, percentile, quote_fidelity
 
@@ -39,7 +39,7 @@ def evaluate_answers(
 
     With ``stream=True`` the answer is read through ``pipeline.stream``: the time to the first
     token (``ttft_ms``) and the streamed text (``generated``) are recorded too."""
-    from assistant.answering import AnswerEvent, TokenEvent
+    from assistant.answer.pipeline import AnswerEvent, TokenEvent
 
     corpus = [p.text for p in pipeline.corpus]
     if cases:

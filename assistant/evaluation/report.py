@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assistant.evaluation.runs import Run, summary_keys
+from assistant.evaluation.runner import summary_keys
+
+if TYPE_CHECKING:  # a run is what this module renders; runs.py calls the renderers
+    from assistant.evaluation.runs import Run
 
 KIND_LABELS = {
     "fact": "fait",

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from assistant.evaluation.answers import ANSWER_KEYS
 from assistant.evaluation.dataset import Case
 from assistant.evaluation.metrics import mean, percentile, retrieval_metrics
 from assistant.text import clean_markup
@@ -114,3 +115,9 @@ def format_table(columns: dict[str, dict[str, Any]], keys: Sequence[str]) -> str
             cells.append(f"{value:>16.3f}" if isinstance(value, float) else f"{value!s:>16}")
         lines.append(f"{key:<{width}}" + "".join(cells))
     return "\n".join(lines)
+
+
+def summary_keys(mode: str) -> tuple[str, ...]:
+    """The keys of a run's summary, in the order of ``--json``."""
+    metrics = RETRIEVAL_KEYS if mode == "retrieval" else ANSWER_KEYS
+    return (*metrics, "latency_p50_ms", "latency_p95_ms", "questions")

@@ -35,10 +35,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from assistant.evaluation.answers import ANSWER_KEYS, evaluate_answers, summarize_answers
+from assistant.evaluation.answers import evaluate_answers, summarize_answers
 from assistant.evaluation.dataset import Case
 from assistant.evaluation.metrics import relevant
-from assistant.evaluation.runner import RETRIEVAL_KEYS, evaluate_retrieval, summarize
+from assistant.evaluation.report import render_html, render_markdown
+from assistant.evaluation.runner import RETRIEVAL_KEYS, evaluate_retrieval, summarize, summary_keys
 from assistant.text import contains
 
 RUN_FORMAT_VERSION = 1
@@ -71,12 +72,6 @@ Tick = Callable[[], None]
 
 class RunError(ValueError):
     """A run folder cannot be read (French message)."""
-
-
-def summary_keys(mode: str) -> tuple[str, ...]:
-    """The keys of a run's summary, in the order of ``--json``."""
-    metrics = RETRIEVAL_KEYS if mode == "retrieval" else ANSWER_KEYS
-    return (*metrics, "latency_p50_ms", "latency_p95_ms", "questions")
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -159,7 +154,7 @@ class _RecordingPipeline:
         return result
 
     def stream(self, question: str, history: Any = None, *args: Any, **kwargs: Any) -> Any:
-        from assistant.answering import AnswerEvent
+        from assistant.answer.pipeline import AnswerEvent
 
         for event in self.pipeline.stream(question, history, *args, **kwargs):
             if isinstance(event, AnswerEvent):
@@ -366,9 +361,9 @@ def describe_settings(
     llm_status: str | None = None,
 ) -> dict[str, Any]:
     """Everything needed to tell this run from another one later (JSON-friendly)."""
-    from assistant.chunking import CHUNKER_VERSION
-    from assistant.embeddings import embedder_name
-    from assistant.feedback import settings_snapshot
+    from assistant.evaluation.feedback import settings_snapshot
+    from assistant.ingest.chunking import CHUNKER_VERSION
+    from assistant.search.embeddings import embedder_name
 
     set_path = Path(set_path)
     manifest = retriever.index.manifest() if getattr(retriever, "index", None) is not None else {}
@@ -465,8 +460,6 @@ def build_run(
 
 def write_run(run: Run, out: Path) -> Run:
     """Write the run folder (results, summary, Markdown and HTML reports); return it with its path."""
-    from assistant.evaluation.report import render_html, render_markdown
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not run.info.get("name"):

@@ -1,13 +1,15 @@
-"""The answer pipeline: the one entry point the CLI, the app and the evaluation runner call.
+"""The answer pipeline: the one path a question takes, for the CLI, the app and the evaluation.
 
-``AnswerPipeline.stream`` reads top to bottom: check the question → understand and retrieve
-(``Retriever.search`` rewrites follow-ups) → send the passages → decide whether the dossier
-answers (``answerability.assess``: refusal or partial answer) → choose and compact the context →
-generate (LangChain chat model under a time limit, or the extractive backend) → verify every
-sentence and its citations → follow a model's answer with the verbatim lines it cites →
-``Answer``. ``answer`` is the same without the events. A listing (a whole section asked for) is
-answered with the section itself, with or without a model; a model that refuses wrongly or says
-nothing verifiable gives way to the quotes the extractive backend would choose.
+``AnswerPipeline.stream`` reads top to bottom, one named step each:
+``understand`` (``search.query``: scenarios, sections, follow-ups read with the conversation) →
+``retrieve`` (``Retriever.retrieve``) → ``plan`` (does the dossier answer? ``answerability``;
+which ``Mode``: refusal, listing, comparison or plain question; which passages) → ``generate``
+(the model on the plan's context, under a time limit, only for a question or a comparison) →
+``verify`` (every sentence and its citations, ``citations.Verifier``) or ``quote_instead`` (the
+extractive answer, also a failed model's fallback) → ``compose`` (the ``Answer``'s parts: lead,
+verified sentences, verbatim evidence, what the dossier does not say, notices).
+``answer`` is the same without the events. A listing (a whole section asked for) is answered
+with the section itself, with or without a model.
 ``quote`` and ``compare`` are the « Citations » and « Comparer » modes: verbatim, no LLM.
 
 Costs are bounded here: question length (``settings.max_question_chars``), passages in the
@@ -22,14 +24,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
-from assistant import answerability
-from assistant.citations import Verifier, best_span, looks_like_instructions
-from assistant.extractive import (
+from assistant import domain
+from assistant.answer import answerability
+from assistant.answer.citations import Verification, Verifier, best_span, looks_like_instructions
+from assistant.answer.errors import LLMUnavailable, QuestionError
+from assistant.answer.extractive import (
     COMPARE_COLUMNS,
     EVIDENCE_LEAD,
     EXTRACTIVE_LEAD,
@@ -51,8 +56,11 @@ from assistant.extractive import (
     topic_terms,
     variant_lines,
 )
-from assistant.inconsistencies import Variant, VariantIndex
-from assistant.schema import Answer, Citation, Passage
+from assistant.answer.inconsistencies import Variant, VariantIndex
+from assistant.answer.llm import backend_for, stream_with_timeout
+from assistant.schema import Answer, Citation, History, Passage
+from assistant.search.query import QueryIntent, understand
+from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
 from assistant.text import content_terms
 
@@ -75,10 +83,6 @@ MAX_VARIANTS = 2
 DIRECT_LEADS = {"listing": LISTING_LEAD}
 MAX_LISTING = 20  # passages of a section shown whole; a longer one is answered like a question
 POSITIONAL = re.compile(r"\b(premi[eè]re|derni[eè]re) phrase\b", re.IGNORECASE)
-
-
-class QuestionError(ValueError):
-    """The question cannot be processed; the message (French) says why."""
 
 
 @dataclass
@@ -109,14 +113,46 @@ def load_prompt(name: str) -> str:
     return resources.files("assistant.prompts").joinpath(name).read_text(encoding="utf-8").strip()
 
 
-def backend_name(model: Any) -> str:
-    if model is None:
-        return "extractive"
-    name = type(model).__name__.lower()
-    return "openai" if "openai" in name else "local" if "llama" in name else type(model).__name__
+class Mode(StrEnum):
+    """What kind of answer a question gets; decided before any model is called."""
+
+    REFUSAL = "refusal"  # the dossier does not answer: say so, with what it covers nearby
+    LISTING = "listing"  # a whole section asked for: the section itself, in its order
+    COMPARISON = "comparison"  # the best passage of each compared scenario, all of them quoted
+    QUESTION = "question"  # a plain question: its best passages
+
+
+@dataclass
+class Draft:
+    """What the model wrote (unverified), and whether any of it reached the screen."""
+
+    text: str = ""
+    streamed: bool = False
+
+
+@dataclass
+class AnswerPlan:
+    """How one question will be answered: the reading of the question, the verdict on whether
+    the dossier answers it, the mode, and the passages the answer stands on."""
+
+    question: str
+    intent: QueryIntent
+    wanted: set[str]  # the question's topic words (stems)
+    verdict: answerability.Verdict
+    mode: Mode
+    passages: list[Passage]  # retrieved, passages that address the assistant left out
+    context: list[Passage]  # what the model reads, or what is quoted without a model
+    use_model: bool
+    filters: dict[str, list[str]]
+    instructions_ignored: bool = False
+    # The passages the extractive backend quotes (a listing's table, a failed model's fallback),
+    # computed when first needed.
+    quotes: list[Passage] | None = None
 
 
 class AnswerPipeline:
+    """understand → retrieve → decide → build context → generate → verify → compose."""
+
     def __init__(
         self,
         settings: Settings,
@@ -129,7 +165,7 @@ class AnswerPipeline:
         self.retriever = retriever
         self.model = model
         self.model_status = model_status
-        self.backend = backend or backend_name(model)
+        self.backend = backend or backend_for(settings, model)
         self.corpus = [
             Passage(chunk_id=r.chunk_id, text=r.text, label=r.label, metadata=dict(r.metadata), score=0.0)
             for r in retriever.records
@@ -146,7 +182,7 @@ class AnswerPipeline:
     def answer(
         self,
         question: str,
-        history: list[dict[str, str]] | None = None,
+        history: History | None = None,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
     ) -> Answer:
@@ -158,60 +194,33 @@ class AnswerPipeline:
     def stream(
         self,
         question: str,
-        history: list[dict[str, str]] | None = None,
+        history: History | None = None,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
     ) -> Iterator[AnswerStreamEvent]:
+        """The whole path of one question, top to bottom, as events for a streaming display."""
         started = time.perf_counter()
         question = self.check_question(question)
-        result = self.retriever.search(
-            question, history=history, scenarios=scenarios, sections=sections, k=RETRIEVE_K
-        )
-        intent = result.intent
-        timings = {"retrieve_ms": result.timings.get("total_ms", 0.0)}
-        wanted = topic_terms(intent.standalone)
-        passages = [p for p in result.passages if not looks_like_instructions(p.text)]
-        verdict = self.assessor.assess(question, intent, passages, wanted, history)
-        table = None if verdict.refused else self._listing_table(intent, passages, wanted)
-
-        def verbatim() -> list[Passage]:
-            # The passages the extractive backend would quote: the answer itself for a listing
-            # (see DIRECT_LEADS), what a comparison's model answer stands on, a failed model's
-            # fallback (computed only when one of them is needed).
-            return table or self.choose_context(intent, passages, wanted, verdict, extractive=True)
-
-        direct = "listing" if table and self.model is not None else ""
-        comparison = not verdict.refused and (intent.compare or spans_documents(intent.standalone))
-        if self.model is None or direct or comparison:
-            # A comparison: the model compares the best passage of each scenario, and each of
-            # them is quoted after its answer, cited or not (see _generate).
-            context = verbatim()
-        else:
-            context = self.choose_context(intent, passages, wanted, verdict)
-        yield PassagesEvent(context)
-        answer = Answer(
-            question=question,
-            standalone_question=intent.standalone,
-            text="",
-            citations=[],
-            passages=context,
-            backend=self.backend,
-            filters=result.filters,
-        )
-        if len(passages) < len(result.passages):
-            answer.flags.append("instructions_ignored")
-            answer.notices.append(
-                "Un passage du corpus contient des consignes adressées à l'assistant : "
-                "il a été écarté de la réponse."
-            )
-        if verdict.refused:
-            answer.text, answer.refused = verdict.message(), True
+        intent = understand(question, history)
+        found = self.retriever.retrieve(intent, scenarios, sections, RETRIEVE_K)
+        timings = {"retrieve_ms": found.timings.get("total_ms", 0.0)}
+        plan = self.plan(question, intent, found, history)
+        yield PassagesEvent(plan.context)
+        answer = self.start(plan)
+        if plan.mode is Mode.REFUSAL:
+            answer.body, answer.refused = plan.verdict.message(), True
             answer.flags.append("refused")
-            yield TokenEvent(answer.text)
+            yield TokenEvent(answer.body)
         else:
-            yield from self._generate(
-                answer, context, wanted, verdict, timings, direct, verbatim, quote_all=comparison
-            )
+            draft = yield from self.generate(plan, answer, timings)
+            checked = time.perf_counter()
+            verification = self.verify(draft.text, plan, answer)
+            if verification is None:
+                verification = self.quote_instead(plan, answer)
+                if not draft.streamed:  # no model, or it failed before its first token
+                    yield TokenEvent(f"{answer.lead}\n\n{verification.text}")
+            timings["verify_ms"] = (time.perf_counter() - checked) * 1000
+            self.compose(answer, verification, plan)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         answer.timings = {k: round(v, 1) for k, v in timings.items()}
         yield AnswerEvent(answer)
@@ -228,10 +237,76 @@ class AnswerPipeline:
             )
         return question
 
+    # -- decide ------------------------------------------------------------------------------
+    def plan(
+        self, question: str, intent: QueryIntent, found: RetrievalResult, history: History | None
+    ) -> AnswerPlan:
+        """Decide whether the dossier answers, the kind of answer, and its passages."""
+        wanted = topic_terms(intent.standalone)
+        passages = [p for p in found.passages if not looks_like_instructions(p.text)]
+        verdict = self.assessor.assess(question, intent, passages, wanted, history)
+        table = None if verdict.refused else self._listing_table(intent, passages, wanted)
+        if verdict.refused:
+            mode = Mode.REFUSAL
+        elif table:
+            mode = Mode.LISTING
+        elif intent.compare or spans_documents(intent.standalone):
+            mode = Mode.COMPARISON
+        else:
+            mode = Mode.QUESTION
+        plan = AnswerPlan(
+            question=question,
+            intent=intent,
+            wanted=wanted,
+            verdict=verdict,
+            mode=mode,
+            passages=passages,
+            context=[],
+            # A listing is answered with the dossier's table even when a model is loaded (see
+            # DIRECT_LEADS); a refusal never reaches the model.
+            use_model=self.model is not None and mode in (Mode.QUESTION, Mode.COMPARISON),
+            filters=found.filters,
+            instructions_ignored=len(passages) < len(found.passages),
+            quotes=table,
+        )
+        if self.model is None or mode in (Mode.LISTING, Mode.COMPARISON):
+            # A comparison: the model compares the best passage of each scenario, and each of
+            # them is quoted after its answer, cited or not (see compose).
+            plan.context = self.quotes(plan)
+        else:
+            plan.context = self.choose_context(intent, passages, wanted, verdict)
+        return plan
+
+    def quotes(self, plan: AnswerPlan) -> list[Passage]:
+        """The passages the extractive backend quotes: the answer itself for a listing, what a
+        comparison's model answer stands on, a failed model's fallback."""
+        if plan.quotes is None:
+            plan.quotes = self.choose_context(
+                plan.intent, plan.passages, plan.wanted, plan.verdict, extractive=True
+            )
+        return plan.quotes
+
+    def start(self, plan: AnswerPlan) -> Answer:
+        answer = Answer(
+            question=plan.question,
+            standalone_question=plan.intent.standalone,
+            citations=[],
+            passages=plan.context,
+            backend=self.backend,
+            filters=plan.filters,
+        )
+        if plan.instructions_ignored:
+            answer.flags.append("instructions_ignored")
+            answer.notices.append(
+                "Un passage du corpus contient des consignes adressées à l'assistant : "
+                "il a été écarté de la réponse."
+            )
+        return answer
+
     # -- context -----------------------------------------------------------------------------
     def choose_context(
         self,
-        intent: Any,
+        intent: QueryIntent,
         passages: list[Passage],
         wanted: set[str],
         verdict: answerability.Verdict,
@@ -252,10 +327,10 @@ class AnswerPipeline:
             ]
         elif intent.compare or (extractive and spans_documents(intent.standalone)):
             chosen = self._spread(intent, passages, wanted) or passages[:1]
-        elif extractive and not getattr(intent, "listing", False):
+        elif extractive and not intent.listing:
             chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
         else:
-            listing = getattr(intent, "listing", False) or bool(intent.sections and not intent.follow_up)
+            listing = intent.listing or bool(intent.sections and not intent.follow_up)
             focused = FOCUSED_PASSAGES if extractive else LLM_PASSAGES
             chosen = select(
                 passages,
@@ -275,10 +350,12 @@ class AnswerPipeline:
                 chosen.append(variant.second)
         return chosen
 
-    def _listing_table(self, intent: Any, passages: list[Passage], wanted: set[str]) -> list[Passage] | None:
+    def _listing_table(
+        self, intent: QueryIntent, passages: list[Passage], wanted: set[str]
+    ) -> list[Passage] | None:
         """« Quelles sont les limites de l'ENTPE ? »: the whole table asked for, in document order,
         plus the other source of any inconsistency; ``None`` for any other question."""
-        if not getattr(intent, "listing", False) or intent.compare or POSITIONAL.search(intent.question):
+        if not intent.listing or intent.compare or POSITIONAL.search(intent.question):
             return None
         row = self._listing_anchor(intent, passages)
         if row is None:
@@ -286,7 +363,7 @@ class AnswerPipeline:
         table = section_table(self.trusted, row)
         return None if len(table) > MAX_LISTING else self._with_variants(table, wanted)
 
-    def _listing_anchor(self, intent: Any, passages: list[Passage]) -> Passage | None:
+    def _listing_anchor(self, intent: QueryIntent, passages: list[Passage]) -> Passage | None:
         """The best retrieved passage of the section (and scenario) a listing asks for: a table
         row, or a paragraph when the section has no table (a synthesis)."""
         rows = [p for p in passages if p.section_kind in intent.sections]
@@ -297,7 +374,9 @@ class AnswerPipeline:
         found = self.variant_index.find(passages, wanted - answerability.TYPE_TERMS)
         return relevant_variants(found, wanted, self.stats)[:MAX_VARIANTS]
 
-    def _at_position(self, intent: Any, passages: list[Passage], wanted: set[str], first: bool) -> Passage:
+    def _at_position(
+        self, intent: QueryIntent, passages: list[Passage], wanted: set[str], first: bool
+    ) -> Passage:
         """« La première / dernière phrase de … »: the first or last passage of the section the
         best passage belongs to (the section asked, when the question names one)."""
         pool = [p for p in passages if p.section_kind in intent.sections] or passages
@@ -311,7 +390,7 @@ class AnswerPipeline:
         same.sort(key=lambda p: int(p.metadata.get("position", 0)))
         return (same[0] if first else same[-1]) if same else top
 
-    def _spread(self, intent: Any, passages: list[Passage], wanted: set[str]) -> list[Passage]:
+    def _spread(self, intent: QueryIntent, passages: list[Passage], wanted: set[str]) -> list[Passage]:
         """A comparison: the best passage of each compared scenario (all three when the question
         names fewer than two) that speaks of the topic at all; the UGE note counts as the UGE."""
         named = [s for s in intent.scenarios if s in COMPARE_COLUMNS]
@@ -319,7 +398,7 @@ class AnswerPipeline:
         chosen: list[Passage] = []
         seen: set[str] = set()
         for _, passage in rank_passages(passages, wanted, self.stats):
-            scenario = "uge" if passage.scenario == "note" else passage.scenario
+            scenario = domain.speaks_for(passage.scenario)
             relevant = not wanted or content_terms(passage.text) & wanted
             if scenario in targets and scenario not in seen and (relevant or not chosen):
                 seen.add(scenario)
@@ -343,104 +422,105 @@ class AnswerPipeline:
             blocks.append(f'<passage n="{n}" source="{source}">\n{body}\n</passage>')
         return self._prompt.format_messages(passages="\n".join(blocks), question=question)
 
-    # -- generation and verification ---------------------------------------------------------
-    def _generate(
-        self,
-        answer: Answer,
-        context: list[Passage],
-        wanted: set[str],
-        verdict: answerability.Verdict,
-        timings: dict[str, float],
-        direct: str = "",
-        verbatim: Callable[[], list[Passage]] | None = None,
-        quote_all: bool = False,
-    ) -> Iterator[AnswerStreamEvent]:
-        """The model's answer on ``context``, verified, followed by the lines it rests on (all of
-        ``context`` with ``quote_all``); or, with no model, a ``direct`` answer (a listing) or a
-        model that failed, the quotes of ``verbatim``."""
+    # -- generate, verify, compose ----------------------------------------------------------
+    def generate(
+        self, plan: AnswerPlan, answer: Answer, timings: dict[str, float]
+    ) -> Generator[TokenEvent, None, Draft]:
+        """The model's text on the plan's context, streamed; empty without a model or when it
+        fails (with a French notice)."""
+        draft = Draft()
+        if not plan.use_model:
+            return draft
         started = time.perf_counter()
-        variants = self._variants(context, wanted)
         raw = ""
-        streamed = False
-        if self.model is not None and not direct:
-            from assistant.llm import LLMUnavailable, stream_with_timeout
+        try:
+            messages = self.prompt_messages(plan.intent.standalone, plan.context, plan.wanted)
+            for piece in stream_with_timeout(self.model, messages, self.settings.llm_timeout_s):
+                if not raw:
+                    timings["first_token_ms"] = (time.perf_counter() - started) * 1000
+                raw += piece
+                draft.streamed = True
+                yield TokenEvent(piece)
+        except LLMUnavailable as error:
+            answer.notices.append(f"{error} Réponse extractive à la place.")
+            answer.flags.append("llm_timeout" if "délai" in str(error) else "llm_error")
+            raw = ""
+        timings["generate_ms"] = (time.perf_counter() - started) * 1000
+        draft.text = raw
+        return draft
 
-            try:
-                messages = self.prompt_messages(answer.standalone_question, context, wanted)
-                for piece in stream_with_timeout(self.model, messages, self.settings.llm_timeout_s):
-                    if not raw:
-                        timings["first_token_ms"] = (time.perf_counter() - started) * 1000
-                    raw += piece
-                    streamed = True
-                    yield TokenEvent(piece)
-            except LLMUnavailable as error:
-                answer.notices.append(f"{error} Réponse extractive à la place.")
-                answer.flags.append("llm_timeout" if "délai" in str(error) else "llm_error")
-                raw = ""
-            timings["generate_ms"] = (time.perf_counter() - started) * 1000
-        checked = time.perf_counter()
-        verification = None
-        if raw.strip():
-            extra = "\n".join(variant_lines(context, variants))
-            verification = self.verifier.verify(f"{raw.strip()}\n\n{extra}".strip(), context)
-            if not verification.supported_sentences and not _only_refusals(verification):
-                answer.notices.append(
-                    "La réponse du modèle n'a pas pu être vérifiée dans le dossier : "
-                    "voici les extraits pertinents."
-                )
-                answer.flags.append("extractive_fallback")
-                answer.removed += verification.removed
-                verification = None
-            elif _only_refusals(verification) and context:
-                # The assessment found the answer in the dossier; the small model often refuses
-                # anyway (« Le dossier ne traite pas… » on an ellipsis or a comparison): the
-                # passages are shown rather than a refusal the dossier contradicts.
-                answer.notices.append(
-                    "Le modèle n'a pas su répondre à partir des passages : voici les extraits pertinents."
-                )
-                answer.flags.append("extractive_fallback")
-                verification = None
-        if verification is None:
-            position = POSITIONAL.search(answer.question)
-            which = position.group(1).lower()[:5] if position else None
-            quoted = verbatim() if verbatim else context
-            variants = self._variants(quoted, wanted)
-            body = self.verifier.verify(extractive_answer(quoted, wanted, variants, which), quoted)
-            body.text = f"{DIRECT_LEADS.get(direct, EXTRACTIVE_LEAD)}\n\n{body.text}"
-            answer.backend = "extractive"
-            if direct:
-                answer.flags.append(f"verbatim_{direct}")
-            verification = body
-            if not streamed:  # no model, or it failed before its first token
-                yield TokenEvent(body.text)
-        timings["verify_ms"] = (time.perf_counter() - checked) * 1000
-        answer.text = verification.text
-        if answer.backend != "extractive" and quote_all:
-            self._cite_all(verification, context, wanted)
-        if answer.backend != "extractive" and verification.citations:
+    def verify(self, raw: str, plan: AnswerPlan, answer: Answer) -> Verification | None:
+        """Every sentence of the model's text checked against the context (the other source of
+        an inconsistency added); ``None`` when nothing of it can stand."""
+        if not raw.strip():
+            return None
+        variants = self._variants(plan.context, plan.wanted)
+        extra = "\n".join(variant_lines(plan.context, variants))
+        verification = self.verifier.verify(f"{raw.strip()}\n\n{extra}".strip(), plan.context)
+        if not verification.supported_sentences and not _only_refusals(verification):
+            answer.notices.append(
+                "La réponse du modèle n'a pas pu être vérifiée dans le dossier : "
+                "voici les extraits pertinents."
+            )
+            answer.flags.append("extractive_fallback")
+            answer.removed += verification.removed
+            return None
+        if _only_refusals(verification) and plan.context:
+            # The assessment found the answer in the dossier; the small model often refuses
+            # anyway (« Le dossier ne traite pas… » on an ellipsis or a comparison): the
+            # passages are shown rather than a refusal the dossier contradicts.
+            answer.notices.append(
+                "Le modèle n'a pas su répondre à partir des passages : voici les extraits pertinents."
+            )
+            answer.flags.append("extractive_fallback")
+            return None
+        return verification
+
+    def quote_instead(self, plan: AnswerPlan, answer: Answer) -> Verification:
+        """The extractive answer: the chosen lines, quoted verbatim, with their lead."""
+        position = POSITIONAL.search(plan.question)
+        which = position.group(1).lower()[:5] if position else None
+        quoted = self.quotes(plan)
+        variants = self._variants(quoted, plan.wanted)
+        body = self.verifier.verify(extractive_answer(quoted, plan.wanted, variants, which), quoted)
+        listing = plan.mode is Mode.LISTING and self.model is not None
+        answer.lead = LISTING_LEAD if listing else EXTRACTIVE_LEAD
+        answer.backend = "extractive"
+        if listing:
+            answer.flags.append("verbatim_listing")
+        return body
+
+    def compose(self, answer: Answer, verification: Verification, plan: AnswerPlan) -> None:
+        """The answer's parts: its verified sentences, the verbatim lines a model's answer rests
+        on, what the dossier does not say, and the notices."""
+        answer.body = verification.text
+        from_model = answer.backend != "extractive"
+        if from_model and plan.mode is Mode.COMPARISON:
+            self._cite_all(verification, plan.context, plan.wanted)
+        if from_model and verification.citations:
             # The model's sentences are checked word by word, not meaning by meaning, and a small
             # model rewords figures and names: the verbatim lines they rest on follow, so that
             # every claim can be read in the dossier's own words (full eval, local model:
             # fact_coverage 0.535 without them).
-            evidence = evidence_lines(verification.citations, wanted, said=answer.text)
-            if evidence:
-                answer.text = f"{answer.text}\n\n{EVIDENCE_LEAD}\n\n{evidence}"
-        if verdict.partial:
-            answer.text = f"{answer.text}\n\n{verdict.message()}"
+            answer.evidence = evidence_lines(verification.citations, plan.wanted, said=answer.body)
+            answer.evidence_lead = EVIDENCE_LEAD
+        if plan.verdict.partial:
+            answer.gap = plan.verdict.message()
             answer.flags.append("partial")
         answer.citations = verification.citations
         answer.passages = verification.passages
         answer.removed += verification.removed
         answer.flags = sorted(set(answer.flags) | set(verification.flags))
         answer.refused = _only_refusals(verification)
-        if variants:
+        quoted = self.quotes(plan) if not from_model else plan.context
+        if self._variants(quoted, plan.wanted):
             answer.flags = sorted(set(answer.flags) | {"inconsistency"})
             answer.notices.append(
                 "Le dossier n'est pas cohérent sur ce point : les deux sources sont citées."
             )
 
     @staticmethod
-    def _cite_all(verification: Any, context: list[Passage], wanted: set[str]) -> None:
+    def _cite_all(verification: Verification, context: list[Passage], wanted: set[str]) -> None:
         """Cite the passages of ``context`` the model left out, after the ones it used."""
         cited = {c.passage.chunk_id for c in verification.citations}
         marker = max((c.marker for c in verification.citations), default=0)
@@ -479,6 +559,6 @@ class AnswerPipeline:
         return comparison
 
 
-def _only_refusals(verification: Any) -> bool:
+def _only_refusals(verification: Verification) -> bool:
     verdicts = {c.verdict for c in verification.checks}
     return "refusal" in verdicts and verdicts <= {"refusal", "no_claim", "unsupported", "bad_quote"}

@@ -24,10 +24,9 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.eval_tab import EVAL_CSS, EvaluationTab
-from assistant.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
-from assistant.feedback import FeedbackError, FeedbackWriter
-from assistant.rendering import (
+from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
+from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
+from assistant.app.rendering import (
     CSS,
     HELP_TEXT,
     MODES,
@@ -43,9 +42,11 @@ from assistant.rendering import (
     safe_markdown,
     sources_html,
 )
-from assistant.schema import SCENARIOS, SECTIONS
+from assistant.app.uploads import CorpusTab, UploadRejected, check_upload
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.evaluation.feedback import FeedbackError, FeedbackWriter
+from assistant.schema import Exchange, as_messages
 from assistant.settings import PROJECT_ROOT, Settings, SettingsError
-from assistant.uploads import CorpusTab, UploadRejected, check_upload
 
 # Re-exported: the renderers and upload checks were first defined here (tests import them from here).
 __all__ = [
@@ -189,15 +190,12 @@ class AssistantApp:
             "sections": [s for s in sections or [] if s in SECTIONS],
         }
 
-    def _history(self, turns: Sequence[Turn]) -> list[dict[str, str]]:
-        history: list[dict[str, str]] = []
-        for turn in turns:
-            if turn.answer is not None and turn.mode == "answer":
-                history += [
-                    {"role": "user", "content": turn.question},
-                    {"role": "assistant", "content": turn.answer.text},
-                ]
-        return history
+    @staticmethod
+    def _history(turns: Sequence[Turn]) -> list[Exchange]:
+        """The conversation as follow-ups read it: each answered question with its answer's parts."""
+        return [
+            Exchange.of(turn.answer) for turn in turns if turn.answer is not None and turn.mode == "answer"
+        ]
 
     def respond(
         self, question: str, mode_label: str, scenarios: list[str], sections: list[str], turns: list[Turn]
@@ -230,9 +228,9 @@ class AssistantApp:
         yield chat_messages(turns), sources_html(turn), turns, turn_markdown(turn) if turn.done else ""
 
     def _stream_answer(
-        self, turn: Turn, turns: list[Turn], history: list[dict[str, str]]
+        self, turn: Turn, turns: list[Turn], history: list[Exchange]
     ) -> Iterator[tuple[Any, ...]]:
-        from assistant.answering import AnswerEvent, PassagesEvent, TokenEvent
+        from assistant.answer.pipeline import AnswerEvent, PassagesEvent, TokenEvent
 
         filters = turn.filters
         events = self.assistant.stream(
@@ -270,7 +268,9 @@ class AssistantApp:
             problem = "Posez d'abord une question : votre avis porte sur la dernière réponse."
             return f'<span class="msg-error">{h(problem)}</span>', gr.skip()
         try:
-            self.feedback.record(rating, answer, self.settings, comment or "", self._history(turns[:index]))
+            self.feedback.record(
+                rating, answer, self.settings, comment or "", as_messages(self._history(turns[:index]))
+            )
         except FeedbackError as error:
             return f'<span class="msg-error">{h(str(error))}</span>', gr.skip()
         thanks = (

@@ -26,12 +26,13 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from assistant.chunking import CHUNKER_VERSION, chunk_blocks, sentence_units
-from assistant.embeddings import ProgressEmbeddings, build_embeddings, embedder_name
-from assistant.loaders import IngestError, file_sha256, load_document
+from assistant.ingest.chunking import CHUNKER_VERSION, chunk_blocks, sentence_units
+from assistant.ingest.errors import IngestError, file_sha256
+from assistant.ingest.formats import load_document
+from assistant.ingest.structure import build_blocks
 from assistant.schema import Chunk
+from assistant.search.embeddings import ProgressEmbeddings, build_embeddings, embedder_name
 from assistant.settings import Settings
-from assistant.structure import build_blocks
 
 log = logging.getLogger(__name__)
 

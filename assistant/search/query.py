@@ -14,50 +14,22 @@ standalone question is what retrieval and the LLM see.
 from __future__ import annotations
 
 import functools
+from importlib import resources
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistant import domain
+from assistant.schema import Exchange, History, as_exchanges
 from assistant.text import analyze, fold
 
-# Patterns run on folded (lowercase, unaccented) text.
-# Each scenario by name and by the descriptions the dossier gives of it (the CMVRH is the
-# ministry's « centre de valorisation des ressources humaines » and main training operator; the
-# ENTPE, the engineering school in Vaulx-en-Velin near Lyon; the UGE, the national multi-campus
-# university born of the 2021 merger, the candidate whose note proposes the CIPEN).
-SCENARIO_PATTERNS: dict[str, re.Pattern[str]] = {
-    "cmvrh": re.compile(
-        r"\bcmvrh\b|\bcvrh\b|valorisation (des )?(ressources humaines|rh)\b|"
-        r"centre (ministeriel )?de valorisation|"
-        r"operateur (principal )?de(s)? formations? (continue )?du (mte|ministere)"
-    ),
-    "entpe": re.compile(r"\bentpe\b|travaux publics|vaulx|\blyon(nais|naise)?\b|ecole d.ingenieurs?\b"),
-    "uge": re.compile(
-        r"universite gustave eiffel|\buge\b|gustave|eiffel|\buniversites?\b|\buniversitaire\b|"
-        r"etablissement (candidat|d.enseignement superieur|universitaire)|fusion de 2021|multi.?campus"
-    ),
-    "note": re.compile(
-        r"\bcipen\b|\bcosa\b|proposition de rattachement|candidature|"
-        r"\bnote\b(\s+(de|d.|du)\s*(l.)?\s*(universite( gustave eiffel)?|uge|gustave eiffel|proposition))?"
-    ),
-}
+# Patterns run on folded (lowercase, unaccented) text; the words naming each scenario and
+# asking for each section are the domain's data (``assistant/data/*.toml``).
+SCENARIO_PATTERNS: dict[str, re.Pattern[str]] = {s.code: s.pattern for s in domain.scenarios()}
 SECTION_PATTERNS: dict[str, re.Pattern[str]] = {
-    "limites": re.compile(
-        r"\blimites?\b|inconvenient|\brisques?\b|faiblesse|\bfreins?\b|difficulte|obstacle|"
-        r"desavantage|points? faibles?|\bdebat|contraintes?|problemes?|reserves?|ecueils?|"
-        r"\bcouts?\b|defavorable|\bnegatif"
-    ),
-    "opportunites": re.compile(
-        r"opportunite|\batouts?\b|avantage|benefice|\bforces?\b|points? forts?|\binterets?\b|"
-        r"\bapports?\b|plus-value|positif|favorable|\bgains?\b|\batout"
-    ),
-    "questions": re.compile(
-        r"(?<!meme )\bquestions?\b|points? (en suspens|ouverts?)|"
-        r"\binterrogations?\b|\bincertitudes?\b|reste[a-z]* a (definir|trancher|preciser)|"
-        r"non (tranche|resolu)|en suspens|les questions"
-    ),
-    "synthese": re.compile(r"synthese|\bconclu|\bbilan\b|en resume|\bresume\b|en somme|appreciation globale"),
+    s.kind: s.question for s in domain.sections() if s.question is not None
 }
 COMPARE_PATTERN = re.compile(
     r"compar|\bchaque scenario|\btous les scenarios|\bles trois\b|\bles 3\b|difference|\bversus\b|\bvs\b|"
@@ -102,11 +74,12 @@ def detect_scenarios(text: str) -> list[str]:
     """Scenario codes named in ``text``; « la note de l'université » names the note alone."""
     folded = fold(text)
     found = []
-    if SCENARIO_PATTERNS["note"].search(folded):
-        found.append("note")
-        folded = SCENARIO_PATTERNS["note"].sub(" ", folded)
+    note = SCENARIO_PATTERNS[domain.NOTE]
+    if note.search(folded):
+        found.append(domain.NOTE)
+        folded = note.sub(" ", folded)
     found += [
-        code for code, pattern in SCENARIO_PATTERNS.items() if code != "note" and pattern.search(folded)
+        code for code, pattern in SCENARIO_PATTERNS.items() if code != domain.NOTE and pattern.search(folded)
     ]
     return sorted(found, key=list(SCENARIO_PATTERNS).index)
 
@@ -199,32 +172,23 @@ def _is_elliptical(question: str) -> bool:
     return len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1
 
 
-def previous_user_question(history: list[dict[str, str]] | None) -> str | None:
-    for message in reversed(history or []):
-        if message.get("role") == "user" and str(message.get("content", "")).strip():
-            return str(message["content"])
-    return None
+def previous_user_question(history: Sequence[Exchange]) -> str | None:
+    return next((e.question for e in reversed(history) if e.question.strip()), None)
 
 
 ANTECEDENT_CHARS = 200
-# What an answer carries besides its claims: the extractive lead, the source list, markers.
-_ANSWER_LEAD = re.compile(r"^(R[ée]ponse extractive|Ce que le dossier en dit)[^\n]*\n", re.IGNORECASE)
-_ANSWER_TAIL = re.compile(r"\n\s*(Sources?|Note|Remarque)\s*:.*", re.IGNORECASE | re.DOTALL)
+# Markers, emphasis and the « — » between a row's subject and observations: not words.
 _ANSWER_MARKUP = re.compile(r"\[\d+\]|[*_#>`«»]|\s—\s")
 
 
-def previous_answer(history: list[dict[str, str]] | None) -> str:
-    """The start of the assistant's last answer, without lead, markers or sources."""
-    for message in reversed(history or []):
-        if message.get("role") == "assistant":
-            text = _ANSWER_TAIL.sub("", _ANSWER_LEAD.sub("", str(message.get("content", "")).strip()))
-            text = re.sub(r"\s+", " ", _ANSWER_MARKUP.sub(" ", text)).strip()
-            if len(text) > ANTECEDENT_CHARS:
-                text = text[:ANTECEDENT_CHARS].rsplit(" ", 1)[0]
-            return text
-        if message.get("role") == "user":
-            return ""
-    return ""
+def previous_answer(history: Sequence[Exchange]) -> str:
+    """The start of the assistant's last answer (its own sentences), without markers."""
+    if not history:
+        return ""
+    text = re.sub(r"\s+", " ", _ANSWER_MARKUP.sub(" ", history[-1].answer.strip())).strip()
+    if len(text) > ANTECEDENT_CHARS:
+        text = text[:ANTECEDENT_CHARS].rsplit(" ", 1)[0]
+    return text
 
 
 # A name: an acronym (« CIPEN », « COSA ») or a capitalised word inside a sentence.
@@ -243,8 +207,9 @@ def antecedent_names(answer: str, question: str) -> str:
     return " ".join(names)
 
 
-def understand(question: str, history: list[dict[str, str]] | None = None) -> QueryIntent:
+def understand(question: str, history: History | None = None) -> QueryIntent:
     """Detect scenarios, sections and comparison; rewrite an elliptical follow-up."""
+    exchanges = as_exchanges(history)
     scenarios = detect_scenarios(question)
     sections = detect_sections(question)
     folded = fold(question)
@@ -255,10 +220,10 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
         sections=sections,
         # The UGE's note speaks for the UGE: « la note de l'université » is not a comparison.
         compare=bool(COMPARE_PATTERN.search(folded))
-        or len({"uge" if code == "note" else code for code in scenarios}) >= 2,
+        or len({domain.speaks_for(code) for code in scenarios}) >= 2,
         listing=bool(sections) and not topic_text(question, sections),
     )
-    previous = previous_user_question(history)
+    previous = previous_user_question(exchanges)
     if previous is None:
         return intent
     elliptical = _is_elliptical(question)
@@ -289,7 +254,7 @@ def understand(question: str, history: list[dict[str, str]] | None = None) -> Qu
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
         if ANAPHORA_PATTERN.search(folded):
-            intent.antecedent = antecedent_names(previous_answer(history), previous)
+            intent.antecedent = antecedent_names(previous_answer(exchanges), previous)
     return intent
 
 
@@ -300,7 +265,7 @@ def own_topic(question: str, sections: list[str]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _concept_groups() -> tuple[frozenset[str], ...]:
-    text = (Path(__file__).parent / "prompts" / "concepts_fr.txt").read_text(encoding="utf-8")
+    text = resources.files("assistant.data").joinpath("concepts_fr.txt").read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     return tuple(frozenset(analyze(line)) for line in lines)
 

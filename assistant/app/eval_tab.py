@@ -25,9 +25,9 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.rendering import SHARED_SLOT, french_error, h
+from assistant.app.rendering import SHARED_SLOT, french_error, h
+from assistant.app.uploads import safe_filename
 from assistant.settings import PROJECT_ROOT
-from assistant.uploads import safe_filename
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.citations import META_TERMS, passage_sentences
-from assistant.inconsistencies import Variant
-from assistant.query import related_terms
-from assistant.schema import SCENARIOS, SECTIONS, Citation, Passage
+from assistant import domain
+from assistant.answer.citations import META_TERMS, passage_sentences
+from assistant.answer.inconsistencies import Variant
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.schema import Citation, Passage
+from assistant.search.query import related_terms
 from assistant.text import contains, content_terms, fold
 
 EXTRACTIVE_LEAD = (
@@ -122,11 +124,7 @@ def rank_passages(
     for less), halved when they belong to another scenario than the one asked, plus a share for
     the retriever's rank."""
     topic = (wanted - stats.name_terms) or wanted
-    allowed = (
-        set(scenarios)
-        | ({"note"} if "uge" in scenarios else set())
-        | ({"uge"} if "note" in scenarios else set())
-    )
+    allowed = domain.with_related(list(scenarios))
     scored = []
     for position, passage in enumerate(passages):
         score = stats.coverage(topic, passage.text) + LABEL_WEIGHT * stats.coverage(topic, passage.label)
@@ -276,9 +274,8 @@ def render_item(passage: Passage, wanted: set[str], which: str | None = None) ->
     if which:
         sentences = [x for x in passage_sentences(passage.text) if content_terms(x)] or [passage.text]
         return f"« {sentences[0] if which.startswith('premi') else sentences[-1]} »"
-    if passage.metadata.get("kind") == "row" and " — " in passage.text:
-        subject, observations = passage.text.split(" — ", 1)
-        return f"{subject.strip()} — « {observations.strip()} »"
+    if passage.subject and passage.observations:
+        return f"{passage.subject.strip()} — « {passage.observations.strip()} »"
     return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted))
 
 
@@ -433,11 +430,10 @@ def quotes_to_csv(results: Sequence[QuoteResult]) -> str:
 
 
 # -- the comparison table ------------------------------------------------------------------------
-COMPARE_COLUMNS = ("cmvrh", "entpe", "uge")
+COMPARE_COLUMNS = domain.COMPARED
 COMPARE_ROWS = ("opportunites", "limites", "questions", "synthese")
 # The UGE's proposal note has no Opportunités/Limites/Questions tables: its passages go to the
-# UGE column, in the Synthèse row (« Synthèse et note »).
-FOLDED = {"note": "uge"}
+# UGE column (domain.speaks_for), in the Synthèse row (« Synthèse et note »).
 CELL_LIMIT = 3
 SEMANTIC_TOP = 2
 CELL_CHARS = 160
@@ -514,9 +510,8 @@ class Comparison:
 def cell_quote(citation: Citation) -> str:
     """A table row shows its subject and its observations; a paragraph its best sentence."""
     passage = citation.passage
-    if passage.metadata.get("kind") == "row" and " — " in passage.text:
-        subject, observations = passage.text.split(" — ", 1)
-        return f"{short(subject, 60)} : « {short(observations)} »"
+    if passage.subject and passage.observations:
+        return f"{short(passage.subject, 60)} : « {short(passage.observations)} »"
     return f"« {short(citation.span)} »"
 
 
@@ -541,13 +536,13 @@ def build_comparison(
     when it is among the retriever's first ``SEMANTIC_TOP`` results (the theme may be named
     otherwise: « localisation » is « Géographie » in the tables). The breadcrumb is not read:
     it names every section and would put every row in every theme."""
-    from assistant.citations import best_span
+    from assistant.answer.citations import best_span
 
     comparison = Comparison(theme, list(columns), list(rows))
     marker = 0
     for rank, passage in enumerate(passages):
-        scenario = FOLDED.get(passage.scenario, passage.scenario)
-        row = passage.section_kind if passage.scenario != "note" else "synthese"
+        scenario = domain.speaks_for(passage.scenario)
+        row = passage.section_kind if passage.scenario != domain.NOTE else "synthese"
         if scenario not in columns or row not in rows:
             continue
         span, start = best_span(passage, "", wanted)

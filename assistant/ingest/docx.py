@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.loaders import IngestError, doc_id_for
+from assistant.ingest.errors import IngestError, doc_id_for
 from assistant.schema import Element, ElementKind, LoadedDocument
 
 DOCX_MAX_UNCOMPRESSED = 300 * 1024 * 1024

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.llm import LLMUnavailable
+from assistant.answer.errors import LLMUnavailable
 from assistant.settings import Settings
 
 MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4.gguf"

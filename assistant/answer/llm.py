@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from pydantic import SecretStr
 
+from assistant.answer.errors import LLMTimeout, LLMUnavailable, french_number
 from assistant.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -46,32 +47,13 @@ LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
 LOCAL_N_BATCH = 128
 
 
-class LLMUnavailable(RuntimeError):
-    """The language model cannot be used; the message (in French) says why and what to do."""
-
-
-class LLMTimeout(LLMUnavailable):
-    """Generation did not finish in time. ``partial`` holds the text produced before the cut."""
-
-    def __init__(self, timeout_s: float, partial: str = "") -> None:
-        self.timeout_s = timeout_s
-        self.partial = partial
-        if partial:
-            detail = "la réponse a été interrompue avant la fin"
-        else:
-            detail = "aucun texte n'a été produit (le modèle est peut-être occupé par une autre question)"
-        super().__init__(
-            f"Le modèle de langage n'a pas répondu dans le délai imparti ({_french_number(timeout_s)} s) : "
-            f"{detail}. Posez une question plus courte ou augmentez le délai "
-            "(ASSISTANT_LLM_TIMEOUT)."
-        )
-
-
-def _french_number(value: float) -> str:
-    return f"{value:g}".replace(".", ",")
-
-
-# --------------------------------------------------------------------------- factory
+def backend_for(settings: Settings, model: Any) -> str:
+    """The backend answering with ``model`` under ``settings``: « extractive » without a model,
+    « openai » when the settings ask for a server, « local » otherwise (``auto`` loads only the
+    local model)."""
+    if model is None:
+        return "extractive"
+    return "openai" if settings.llm == "openai" else "local"
 
 
 def build_chat_model(settings: Settings) -> tuple[BaseChatModel | None, str]:
@@ -96,7 +78,7 @@ def build_chat_model(settings: Settings) -> tuple[BaseChatModel | None, str]:
 
 
 def _build_auto(settings: Settings) -> tuple[BaseChatModel | None, str]:
-    from assistant.model_files import local_model_problem
+    from assistant.answer.model_files import local_model_problem
 
     try:
         _check_generation_settings(settings)
@@ -135,7 +117,7 @@ def _check_generation_settings(settings: Settings) -> None:
     if not settings.llm_timeout_s > 0:
         raise SettingsError(
             "Le délai de réponse du modèle (ASSISTANT_LLM_TIMEOUT) doit être un nombre de "
-            f"secondes positif (valeur reçue : {_french_number(settings.llm_timeout_s)})."
+            f"secondes positif (valeur reçue : {french_number(settings.llm_timeout_s)})."
         )
 
 
@@ -347,7 +329,7 @@ def _load_local(path: Path, settings: Settings) -> Any:
 
 
 def _build_local(settings: Settings) -> tuple[BaseChatModel, str]:
-    from assistant.model_files import ensure_local_model, model_info
+    from assistant.answer.model_files import ensure_local_model, model_info
 
     problem = llama_cpp_problem()
     if problem:
@@ -380,7 +362,7 @@ def stream_with_timeout(
     """
     if not timeout_s > 0:
         raise SettingsError(
-            f"Le délai de réponse doit être positif (valeur reçue : {_french_number(timeout_s)})."
+            f"Le délai de réponse doit être positif (valeur reçue : {french_number(timeout_s)})."
         )
     cancel = threading.Event()
     pieces: queue.Queue[object] = queue.Queue()

@@ -1,6 +1,6 @@
 """Layout analysis of a text PDF: headings, lists, tables and paragraphs recovered from positions.
 
-``assistant.pdf_loader`` opens the file with pypdf in a child process; for each page it calls
+``assistant.ingest.pdf`` opens the file with pypdf in a child process; for each page it calls
 ``page_data`` (text runs and drawn rules), then ``layout`` turns the pages into the document's
 text and elements.
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from assistant.schema import SECTIONS, Block, Chunk
+from assistant.domain import SECTIONS
+from assistant.schema import Block, Chunk
 from assistant.text import split_sentences
 
-CHUNKER_VERSION = "5"
+CHUNKER_VERSION = "6"
 # ~700 characters is ~150 e5 tokens: one idea per chunk, and well inside e5's 512-token window.
 MAX_CHARS = 700
 
@@ -48,6 +49,7 @@ def _metadata(block: Block, kind: str, source: str) -> dict[str, object]:
         "section_label": SECTIONS.get(block.section_kind, block.section_kind),
         "subsection": " › ".join(block.heading_path[1:]),
         "subject": block.subject,
+        "observations": block.observations,
         "kind": kind,
         "page": block.page if block.page is not None else -1,
         "source": source,

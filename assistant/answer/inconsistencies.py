@@ -21,9 +21,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from assistant.citations import passage_sentences
-from assistant.query import detect_scenarios
+from assistant import domain
+from assistant.answer.citations import passage_sentences
 from assistant.schema import Passage
+from assistant.search.query import detect_scenarios
 from assistant.text import content_terms
 
 _MONTHS = (
@@ -88,10 +89,7 @@ def _near(sentence: str, words: set[str], reach: int = 4) -> str:
 def _own_names(words: set[str], passage: Passage) -> bool:
     """Whether the changed words name the passage's own scenario (« l'ENTPE » in the ENTPE sheet)."""
     found = set(detect_scenarios(" ".join(words)))
-    return bool(found) and found <= {
-        passage.scenario,
-        "note" if passage.scenario == "uge" else passage.scenario,
-    }
+    return bool(found) and found <= domain.named_by(passage.scenario)
 
 
 class VariantIndex:

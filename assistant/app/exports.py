@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.rendering import (
+from assistant.app.rendering import (
     FLAG_NOTES,
     MODE_LABELS,
     TITLE,
@@ -45,7 +45,7 @@ NO_QUOTES_TO_EXPORT = (
 
 
 def quotes_csv(quotes: Sequence[Any]) -> str:
-    from assistant.extractive import quotes_to_csv
+    from assistant.answer.extractive import quotes_to_csv
 
     return quotes_to_csv(quotes)
 
@@ -64,7 +64,7 @@ def turn_markdown(turn: Turn) -> str:
     elif turn.answer is not None:
         lines.append(f"## Réponse\n\n{strip_media(turn.answer.text)}\n")
         notes = [
-            *getattr(turn.answer, "notices", []),
+            *turn.answer.notices,
             *(FLAG_NOTES[f] for f in turn.answer.flags if f in FLAG_NOTES),
         ]
         lines += [f"> {n}\n" for n in dict.fromkeys(notes)]

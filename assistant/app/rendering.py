@@ -22,7 +22,8 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.schema import SCENARIOS, SECTIONS, Answer, Citation, Passage
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.schema import Answer, Citation, Passage
 
 # Every event that runs the models or touches the index (questions, uploads, re-indexing,
 # evaluations) shares one queue slot: one such job at a time, the others wait in the queue.
@@ -178,9 +179,9 @@ class Turn:
             return Answer(
                 self.question,
                 self.question,
-                quotes_markdown(self.quotes),
                 cited,
                 passages,
+                body=quotes_markdown(self.quotes),
                 mode="quote",
                 backend="extractive",
                 filters=self.filters,
@@ -190,9 +191,9 @@ class Turn:
             return Answer(
                 self.question,
                 self.question,
-                self.comparison.to_markdown(),
                 cited,
                 [c.passage for c in cited],
+                body=self.comparison.to_markdown(),
                 mode="compare",
                 backend="extractive",
                 filters=self.filters,
@@ -201,7 +202,7 @@ class Turn:
 
 
 def quotes_markdown(quotes: Sequence[Any]) -> str:
-    from assistant.extractive import quotes_to_markdown
+    from assistant.answer.extractive import quotes_to_markdown
 
     return quotes_to_markdown(quotes)
 
@@ -231,7 +232,7 @@ def _answer_message(turn: Turn) -> str:
             parts.append("*" + md_escape("Recherche des passages dans le dossier…") + "*")
         return "\n\n".join(parts)
     parts.append(safe_markdown(answer.text))
-    notes = [*getattr(answer, "notices", []), *(FLAG_NOTES[f] for f in answer.flags if f in FLAG_NOTES)]
+    notes = [*answer.notices, *(FLAG_NOTES[f] for f in answer.flags if f in FLAG_NOTES)]
     if notes:
         parts.append("\n".join(f"> {md_escape(n)}" for n in dict.fromkeys(notes)))
     if answer.citations:
@@ -268,7 +269,7 @@ def _quotes_message(turn: Turn) -> str:
 
 
 def _comparison_message(turn: Turn) -> str:
-    from assistant.extractive import NOT_COVERED, short
+    from assistant.answer.extractive import NOT_COVERED, short
 
     comparison = turn.comparison
     names = [SCENARIOS.get(c, c) + (" (et sa note)" if c == "uge" else "") for c in comparison.columns]

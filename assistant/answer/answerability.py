@@ -32,10 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.citations import passage_sentences
-from assistant.extractive import CorpusStats, topic_terms
-from assistant.query import detect_scenarios
-from assistant.schema import SECTIONS, Passage
+from assistant import domain
+from assistant.answer.citations import passage_sentences
+from assistant.answer.extractive import CorpusStats, topic_terms
+from assistant.domain import SECTIONS
+from assistant.schema import History, Passage, as_exchanges
+from assistant.search.query import detect_scenarios
 from assistant.text import analyze, content_terms, fold
 
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
@@ -198,9 +200,8 @@ def _folded(text: str) -> str:
 def _entity_pattern(entity: str) -> tuple[frozenset[str], re.Pattern[str]]:
     # A scenario's name stands for its whole sheet (the UGE's note included); the note's own
     # aliases (CIPEN, COSA) are things of their own and must be named.
-    aliases = set(detect_scenarios(entity)) - {"note"}
-    if "uge" in aliases:
-        aliases.add("note")
+    named = set(detect_scenarios(entity)) - {domain.NOTE}
+    aliases = set().union(*(domain.named_by(code) for code in named)) if named else set()
     return frozenset(aliases), re.compile(rf"(?<![\w]){re.escape(fold(entity))}(?![\w])")
 
 
@@ -237,7 +238,7 @@ class Assessor:
         intent: Any,
         passages: Sequence[Passage],
         wanted: set[str],
-        history: Sequence[dict[str, str]] | None = None,
+        history: History | None = None,
     ) -> Verdict:
         if not passages:
             return Verdict("refuse", "aucun passage du dossier ne correspond à la question")
@@ -382,8 +383,9 @@ class Assessor:
         return list(passages[:3])
 
 
-def _previous_question(history: Sequence[dict[str, str]] | None) -> str:
-    return next((str(m.get("content", "")) for m in reversed(history or []) if m.get("role") == "user"), "")
+def _previous_question(history: History | None) -> str:
+    exchanges = as_exchanges(history)
+    return exchanges[-1].question if exchanges else ""
 
 
 def _counts(unit: str, kind: set[str]) -> bool:
@@ -400,11 +402,10 @@ def _counts(unit: str, kind: set[str]) -> bool:
 def _topic_cells(passage: Passage, stem: str) -> list[str]:
     """Where the thing asked about is named: a row whose subject names it (its observations
     elaborate on it), or the sentence or cell that names it."""
-    if passage.metadata.get("kind") == "row" and " — " in passage.text:
-        subject, observations = passage.text.split(" — ", 1)
-        if stem in content_terms(subject):
+    if passage.subject and passage.observations:
+        if stem in content_terms(passage.subject):
             return [passage.text]
-        return [observations] if stem in content_terms(observations) else []
+        return [passage.observations] if stem in content_terms(passage.observations) else []
     return [u for u in passage_sentences(passage.text) if stem in content_terms(u)]
 
 

@@ -9,37 +9,14 @@ message, in French, names the file and the reason. Nothing here decides sections
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from assistant.ingest.docx import load_docx
+from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, doc_id_for
+from assistant.ingest.pdf import load_pdf
 from assistant.schema import Element, ElementKind, LoadedDocument
-
-SUPPORTED_EXTENSIONS = (".md", ".txt", ".pdf", ".docx")
-
-
-class IngestError(Exception):
-    """A document that cannot be indexed; ``str()`` is the French message for users."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"« {self.path.name} » : {reason}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def doc_id_for(path: Path) -> str:
-    """A stable id from the file name, extension included (« note.md » and « note.pdf » differ)."""
-    name = f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
-    return re.sub(r"[^a-zA-Z0-9_-]+", "_", name).strip("_").lower() or "document"
 
 
 def load_document(path: Path) -> LoadedDocument:
@@ -58,12 +35,8 @@ def load_document(path: Path) -> LoadedDocument:
     if size == 0:
         raise IngestError(path, "le fichier est vide.")
     if suffix == ".pdf":
-        from assistant.pdf_loader import load_pdf
-
         document = load_pdf(path)
     elif suffix == ".docx":
-        from assistant.docx_loader import load_docx
-
         document = load_docx(path)
     else:
         text = read_utf8(path)

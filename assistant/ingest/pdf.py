@@ -1,13 +1,13 @@
 """Loading a text PDF: its structure (headings, lists, tables, paragraphs) recovered from positions.
 
-pypdf parses the file in a child process (``python -m assistant.pdf_loader``) with a time limit
+pypdf parses the file in a child process (``python -m assistant.ingest.pdf``) with a time limit
 (``PDF_TIMEOUT_S``) and an address-space limit (``PDF_MEMORY_LIMIT``, ``RLIMIT_AS``), because a
 malformed PDF can make a parser loop forever or exhaust memory and no ``try``/``except`` stops
 that: on timeout the child is killed and an ``IngestError`` says so. Encrypted files are opened
 with the empty password when that works; otherwise, and for damaged files and files with no text
 layer (scans), ``IngestError`` explains why in French.
 
-The structure itself (headings, lists, tables, paragraphs) is recovered in ``assistant.pdf_layout``,
+The structure itself (headings, lists, tables, paragraphs) is recovered in ``assistant.ingest.pdf_layout``,
 whose docstring describes how. Pages that pypdf cannot read are skipped and listed in
 ``meta["unreadable_pages"]``, pages with no text in ``meta["pages_without_text"]``.
 """
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.loaders import IngestError, doc_id_for
-from assistant.pdf_layout import PageData, layout, page_data, pdf_errors
+from assistant.ingest.errors import IngestError, doc_id_for
+from assistant.ingest.pdf_layout import PageData, layout, page_data, pdf_errors
 from assistant.schema import Element, LoadedDocument
 
 logger = logging.getLogger(__name__)
@@ -66,13 +66,13 @@ def _check_header(path: Path) -> None:
 
 
 def _run_child(path: Path, timeout: float, memory_limit: int) -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the folder holding the assistant package
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     command = [
         sys.executable,
         "-m",
-        "assistant.pdf_loader",
+        "assistant.ingest.pdf",
         _CHILD_FLAG,
         str(path.resolve()),
         str(int(memory_limit)),

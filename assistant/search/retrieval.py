@@ -1,6 +1,7 @@
 """Hybrid retrieval: dense (Chroma) + French BM25, fused by reciprocal rank, with intents.
 
-``Retriever.search`` is the one entry point: question (+ history, explicit filters) →
+``Retriever.retrieve`` takes an understood question (``query.understand``) and explicit filters;
+``Retriever.search`` understands the question first: question (+ conversation, filters) →
 passages with verbatim text, source label, metadata and score. Detected scenarios and sections
 are boosts, explicit ones are filters. A comparison spreads the first places over the scenarios
 it compares, so every column of a comparison has its evidence. An optional cross-encoder
@@ -18,24 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from assistant.index import CorpusIndex, Record
-from assistant.lexical import LexicalIndex
-from assistant.query import QueryIntent, expand_concepts, topic_text, understand
-from assistant.schema import Passage
+from assistant import domain
+from assistant.schema import Exchange, Passage
+from assistant.search.index import CorpusIndex, Record
+from assistant.search.lexical import LexicalIndex
+from assistant.search.query import QueryIntent, expand_concepts, topic_text, understand
 from assistant.settings import Settings
 
-RRF_K = 60
-DENSE_WEIGHT = 1.0
-LEXICAL_WEIGHT = 1.0
-LEXICAL_CONFIDENT = 4.0  # BM25 score from which a keyword match counts fully
-# Boost weights, set on the development set by kind of question (see README, « Mesures »).
-SCENARIO_BOOST = 1.0
-SECTION_BOOST = 0.5
 # The UGE's proposal note is part of the UGE scenario: a question about the UGE gets the note as
 # much as the sheet (measured: mrr@10 0.698 → 0.719 against a 0.6 weight); a question naming the
 # note gets the UGE sheet as a second choice.
-RELATED_SCENARIOS = {"uge": {"note": 1.0}, "note": {"uge": 0.5}}
-COMPARED_SCENARIOS = ("cmvrh", "entpe", "uge")
+RELATED_SCENARIOS = {domain.UGE: {domain.NOTE: 1.0}, domain.NOTE: {domain.UGE: 0.5}}
+COMPARED_SCENARIOS = domain.COMPARED
 
 
 @dataclass
@@ -56,7 +51,7 @@ class Retriever:
         # names in every breadcrumb would drown the topic words (they are boosts instead).
         self.lexical = LexicalIndex([r.text for r in self.records])
         self.vectorstore = index.vectorstore()
-        self.sentence_store = index.sentence_store()
+        self.sentence_store = index.sentence_store() if self.settings.use_sentences else None
         self.embeddings = index.embeddings
 
     @cached_property
@@ -67,19 +62,36 @@ class Retriever:
 
         return CrossEncoder(self.settings.reranker_path, device="cpu")
 
-    # -- the entry point ---------------------------------------------------------------------
+    # -- the entry points --------------------------------------------------------------------
     def search(
         self,
         question: str,
-        history: list[dict[str, str]] | None = None,
+        history: Sequence[Exchange] | None = None,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
         k: int | None = None,
     ) -> RetrievalResult:
+        """Understand the question (with the conversation so far), then ``retrieve``."""
+        started = time.perf_counter()
+        intent = understand(question, history)
+        understood_ms = (time.perf_counter() - started) * 1000
+        result = self.retrieve(intent, scenarios, sections, k)
+        result.timings["understand_ms"] = understood_ms
+        result.timings["total_ms"] += understood_ms
+        return result
+
+    def retrieve(
+        self,
+        intent: QueryIntent,
+        scenarios: Sequence[str] | None = None,
+        sections: Sequence[str] | None = None,
+        k: int | None = None,
+    ) -> RetrievalResult:
+        """The passages for an understood question: fused, boosted, filtered, best first."""
         started = time.perf_counter()
         k = k or self.settings.top_k
-        intent = understand(question, history)
-        timings = {"understand_ms": (time.perf_counter() - started) * 1000}
+        tuning = self.settings
+        timings: dict[str, float] = {}
         allowed = self._allowed(scenarios, sections)
 
         fused: dict[int, float] = {}
@@ -89,7 +101,7 @@ class Retriever:
             for rank, (position, similarity) in enumerate(
                 self._dense(intent.search_text, scenarios, sections)
             ):
-                fused[position] = fused.get(position, 0.0) + DENSE_WEIGHT / (RRF_K + rank + 1)
+                fused[position] = fused.get(position, 0.0) + tuning.dense_weight / (tuning.rrf_k + rank + 1)
                 details.setdefault(position, {})["dense"] = similarity
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         if self.settings.use_lexical:
@@ -101,9 +113,11 @@ class Retriever:
             order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
             # A weak best keyword match (a paraphrase shares no word with its passage) says
             # little: the lexical list then weighs less than the dense one.
-            weight = LEXICAL_WEIGHT * min(1.0, float(scores.max(initial=0.0)) / LEXICAL_CONFIDENT)
+            weight = tuning.lexical_weight * min(
+                1.0, float(scores.max(initial=0.0)) / tuning.lexical_confident
+            )
             for rank, position in enumerate(order):
-                fused[position] = fused.get(position, 0.0) + weight / (RRF_K + rank + 1)
+                fused[position] = fused.get(position, 0.0) + weight / (tuning.rrf_k + rank + 1)
                 details.setdefault(position, {})["lexical"] = float(scores[position])
             timings["lexical_ms"] = (time.perf_counter() - t) * 1000
 
@@ -174,15 +188,15 @@ class Retriever:
         if intent.scenarios:
             scenario = metadata.get("scenario")
             if scenario in intent.scenarios:
-                factor *= 1.0 + SCENARIO_BOOST
+                factor *= 1.0 + self.settings.scenario_boost
             else:
                 related = max(
                     (RELATED_SCENARIOS.get(s, {}).get(str(scenario), 0.0) for s in intent.scenarios),
                     default=0.0,
                 )
-                factor *= 1.0 + SCENARIO_BOOST * related
+                factor *= 1.0 + self.settings.scenario_boost * related
         if intent.sections and metadata.get("section_kind") in intent.sections:
-            factor *= 1.0 + SECTION_BOOST
+            factor *= 1.0 + self.settings.section_boost
         return score * factor
 
     def _spread(self, ranked: list[tuple[float, int]], intent: QueryIntent) -> list[tuple[float, int]]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from assistant.schema import SCENARIOS, Block, LoadedDocument
+from assistant import domain
+from assistant.domain import SCENARIOS
+from assistant.schema import Block, LoadedDocument
 from assistant.text import clean_markup, fold
 
 _SECTION_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("opportunites", re.compile(r"^opportunites?\b")),
-    ("limites", re.compile(r"^limites?\b")),
-    ("questions", re.compile(r"^questions?\b")),
-    ("synthese", re.compile(r"^(synthese|conclusion)\b")),
+    (s.kind, s.heading) for s in domain.sections() if s.heading is not None
 ]
 
 
@@ -62,7 +61,7 @@ def build_blocks(document: LoadedDocument) -> list[Block]:
     )
     scenario = document.meta.get("scenario") or scenario_for_title(title)
     label = document.meta.get("label") or _label_for(scenario, title)
-    default_kind = "note" if scenario == "note" else "contexte"
+    default_kind = "note" if scenario == domain.NOTE else "contexte"
 
     blocks: list[Block] = []
     section, section_kind = title, default_kind

@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.rendering import SHARED_SLOT, format_time, french_error, h
+from assistant.app.rendering import SHARED_SLOT, format_time, french_error, h
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class CorpusTab:
                 path.unlink(missing_ok=True)
 
     def _add_upload(self, path: Path, progress: gr.Progress) -> tuple[str, str, str, None]:
-        from assistant.loaders import IngestError
+        from assistant.ingest.errors import IngestError
 
         def tick(done: int, total: int, message: str) -> None:
             progress((done, total) if total else None, desc=message or "Indexation", unit="passages")
