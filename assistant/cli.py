@@ -164,27 +164,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _eval_run(args)
 
 
-def _eval_run(args: argparse.Namespace) -> int:
+def _eval_progress(mode: str) -> Any:
+    """``run_set``'s progress as tqdm bars on stderr: the run, then the baseline if asked."""
     from tqdm import tqdm
 
+    from assistant.evaluation.evaluate import BASELINE, BASELINE_INDEX, RUN
+
+    labels = {RUN: "Évaluation des réponses" if mode == "answer" else "Évaluation", BASELINE: "Référence"}
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage == BASELINE_INDEX:
+            print("Référence : construction du pipeline LangChain simple…", file=sys.stderr)
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(
+                total=total, desc=labels.get(stage, stage), unit="question", file=sys.stderr
+            )
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _eval_run(args: argparse.Namespace) -> int:
     from assistant.evaluation.compare import (
         ThresholdError,
         default_thresholds_path,
         format_gate,
-        gate_outcome,
         load_thresholds,
     )
     from assistant.evaluation.dataset import DatasetError, load_cases
-    from assistant.evaluation.runner import BaselinePipeline, evaluate_retrieval, format_table, summarize
-    from assistant.evaluation.runs import (
-        answer_records,
-        build_run,
-        describe_settings,
-        retrieval_records,
-        summary_keys,
-        write_run,
-    )
-    from assistant.search.index import corpus_files
+    from assistant.evaluation.evaluate import run_set
+    from assistant.evaluation.runner import format_table, shown_keys
+    from assistant.evaluation.runs import write_run
 
     settings = _settings(args)
     set_path = Path(args.set)
@@ -200,39 +215,30 @@ def _eval_run(args: argparse.Namespace) -> int:
         except ThresholdError as error:
             print(f"Erreur : {error}", file=sys.stderr)
             return 2
-    backend: str | None = None
-    status: str | None = None
     if args.mode == "answer":
         from assistant.service import Assistant
 
         assistant = Assistant.open(settings, progress=_progress_bar())
-        backend, status = assistant.pipeline.backend, assistant.model_status
-        print(f"Modèle : {status}", file=sys.stderr)
-        retriever = assistant.pipeline.retriever
-        with tqdm(total=len(cases), desc="Évaluation des réponses", unit="question", file=sys.stderr) as bar:
-            records = answer_records(cases, assistant.pipeline, tick=bar.update)
+        print(f"Modèle : {assistant.model_status}", file=sys.stderr)
     else:
-        retriever = open_assistant(settings, with_model=False).pipeline.retriever
-        with tqdm(total=len(cases), desc="Évaluation", unit="question", file=sys.stderr) as bar:
-            records = retrieval_records(cases, retriever, tick=bar.update)
-    described = describe_settings(settings, args.mode, set_path, retriever, backend, status)
-    run = build_run(args.mode, records, described)
-    summary = run.summary
-    columns = {"assistant" if args.mode == "retrieval" else str(backend): summary}
-    if args.baseline and args.mode == "retrieval":
-        raw = [
-            (p.name, p.read_text(encoding="utf-8", errors="replace"))
-            for p in corpus_files(settings.corpus_dir)
-            if p.suffix.lower() in {".md", ".txt"}
-        ]
-        print("Référence : construction du pipeline LangChain simple…", file=sys.stderr)
-        baseline = BaselinePipeline(raw, retriever.embeddings)
-        with tqdm(total=len(cases), desc="Référence", unit="question", file=sys.stderr) as bar:
-            columns["référence"] = summarize(evaluate_retrieval(cases, baseline.search, tick=bar.update))
-        run.info["baseline"] = columns["référence"]
-    elif args.baseline:
+        assistant = open_assistant(settings, with_model=False)
+    run = run_set(
+        assistant,
+        cases,
+        args.mode,
+        set_path=set_path,
+        baseline=args.baseline,
+        progress=_eval_progress(args.mode),
+        thresholds=thresholds if args.gate else None,
+    )
+    if args.baseline and args.mode != "retrieval":
         print("--baseline ne s'applique qu'au mode retrieval : ignoré.", file=sys.stderr)
-    keys = list(summary_keys(args.mode))
+    summary = run.summary
+    backend = run.settings.get("llm", {}).get("backend")
+    columns = {"assistant" if args.mode == "retrieval" else str(backend): summary}
+    if "baseline" in run.info:
+        columns["référence"] = run.info["baseline"]
+    keys = list(shown_keys(args.mode, summary))
     print(format_table(columns, keys))
     print()
     kinds = run.by_kind
@@ -252,23 +258,19 @@ def _eval_run(args: argparse.Namespace) -> int:
                 for reason in r["reasons"]:
                     print(f"      → {reason}")
     code = 0
-    gate: dict[str, Any] | None = None
-    if args.gate:
-        try:
-            gate = gate_outcome(summary, thresholds, args.mode, backend)
-        except ThresholdError as error:
-            print(f"Erreur : {error}", file=sys.stderr)
-            code = 2
-        else:
-            run.info["gate"] = gate
-            code = 0 if gate["passed"] else 1
+    gate: dict[str, Any] | None = run.info.get("gate")
+    if run.gate_error:
+        print(f"Erreur : {run.gate_error}", file=sys.stderr)
+        code = 2
+    elif gate is not None:
+        code = 0 if gate["passed"] else 1
     if args.out:
         write_run(run, Path(args.out))
         print(f"\nRun écrit dans {args.out} : results.jsonl, summary.json, report.md, report.html")
     if gate is not None:
         print("\n" + format_gate(gate))
     if args.json:
-        if args.baseline and "référence" in columns:
+        if "référence" in columns:
             print(json.dumps({"baseline": columns["référence"], "by_kind": kinds}, ensure_ascii=False))
         print(json.dumps(summary, ensure_ascii=False))
     return code
@@ -313,11 +315,13 @@ def _case_ids_and_keys(path: Path) -> tuple[list[int], set[str]]:
     """Numeric ids (``q123`` → 123) and (question, history) keys of a JSONL set, read leniently."""
     import re
 
+    from assistant.evaluation.jsonl import jsonl_lines
+
     numbers: list[int] = []
     keys: set[str] = set()
     if not path.is_file():
         return numbers, keys
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in jsonl_lines(path.read_text(encoding="utf-8")):
         try:
             obj = json.loads(line)
         except ValueError:
@@ -444,6 +448,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0
+    if answer.standalone_question.strip() != answer.question.strip():
+        print(f"Question comprise : {answer.standalone_question}\n")
     if streamed:
         if streamed.strip() == answer.text.strip():
             print()
@@ -459,7 +465,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_quote(args: argparse.Namespace) -> int:
     from assistant.answer.errors import QuestionError
-    from assistant.answer.extractive import quotes_to_csv, quotes_to_markdown
+    from assistant.answer.quotes import quotes_to_csv, quotes_to_markdown
 
     # Quotes and comparisons are verbatim: no language model is loaded for them.
     assistant = open_assistant(_settings(args), with_model=False)

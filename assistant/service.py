@@ -18,10 +18,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.answer.comparison import Comparison
 from assistant.answer.errors import LLMUnavailable
-from assistant.answer.extractive import Comparison, QuoteResult
 from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
 from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
+from assistant.answer.quotes import QuoteResult
 from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
 from assistant.ingest.formats import load_document
 from assistant.schema import Answer, History

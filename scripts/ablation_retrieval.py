@@ -2,9 +2,10 @@
 
     python scripts/ablation_retrieval.py [evals/qa.jsonl]
 
-Uses the index of the settings (``ASSISTANT_INDEX_DIR``, built if missing). Prints one column per
-variant: the full hybrid search, dense only, keyword (BM25) only, without sentence vectors,
-without scenario/section boosts. Asserts nothing.
+Uses the index of the settings (``ASSISTANT_INDEX_DIR``, ``ASSISTANT_EMBEDDER``; built if
+missing). Prints one column per variant: the default settings, dense only, keyword (BM25) only,
+the fusion with keyword search at weight 1, without sentence vectors, without scenario/section
+boosts. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def main() -> None:
     index.ensure()
     # Each variant is a change of settings: the retrieval tunables are constructor settings.
     variants = {
-        "hybride": {},
+        "défaut": {},
         "dense seul": {"use_lexical": False},
-        "BM25 seul": {"use_dense": False},
+        "BM25 seul": {"use_dense": False, "lexical_weight": 1.0},
+        "fusion BM25 poids 1": {"lexical_weight": 1.0},
         "sans phrases": {"use_sentences": False},
         "sans boosts": {"scenario_boost": 0.0, "section_boost": 0.0},
     }

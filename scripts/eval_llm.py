@@ -1,17 +1,22 @@
-"""The answer evaluation with the local LLM (``make eval-llm``): the whole development set, or
-its first ``--limit N`` questions, streamed so that the time to the first token is measured.
+"""The answer evaluation with the local LLM (``make eval-llm``): the whole development set, its
+first ``--limit N`` questions, or the first ``--per-kind N`` questions of each kind.
 
-    python scripts/eval_llm.py [--limit N | --per-kind N] [--max-tokens 320] [--out runs/llm.json]
+    python scripts/eval_llm.py [--limit N | --per-kind N] [--max-tokens 320] [--out runs/llm-local]
+                               [--thresholds evals/thresholds.json] [--gate]
 
-Prints, in French, the summary table (the issue's figures), the time to the first token
-(médiane, p95) and the generation speed (tokens/s, counted with the model's own tokenizer).
+The run is the one ``assistant eval --mode answer --llm local`` makes (``evaluation.evaluate.run_set``:
+the answers are streamed, so the time to the first token is measured), checked against the
+``answer.local`` thresholds of ``evals/thresholds.json`` (the issue's targets for the local
+model). Prints, in French, the summary table with each target, the time to the first token
+(médiane, p95), the generation speed (tokens/s, counted with the model's own tokenizer) and the
+gate's verdict; ``--out`` writes the run folder (results, summary, reports) that
+``assistant eval compare`` reads; ``--gate`` exits with 1 when a target is missed.
 On 2 cores a question takes ~30 s to 1 min: the whole set is long.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,20 +27,36 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.answer.llm import build_chat_model  # noqa: E402
 from assistant.answer.model_files import ensure_local_model  # noqa: E402
-from assistant.answer.pipeline import AnswerPipeline  # noqa: E402
-from assistant.evaluation.answers import ANSWER_KEYS, evaluate_answers, summarize_answers  # noqa: E402
+from assistant.evaluation.answers import ANSWER_KEYS  # noqa: E402
+from assistant.evaluation.compare import (  # noqa: E402
+    ThresholdError,
+    default_thresholds_path,
+    format_gate,
+    gate_limits,
+    load_thresholds,
+)
 from assistant.evaluation.dataset import load_cases  # noqa: E402
+from assistant.evaluation.evaluate import run_set  # noqa: E402
 from assistant.evaluation.metrics import percentile  # noqa: E402
+from assistant.evaluation.runs import write_run  # noqa: E402
 from assistant.search.index import CorpusIndex  # noqa: E402
-from assistant.search.retrieval import Retriever  # noqa: E402
+from assistant.service import Assistant  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
-TARGETS = {  # the issue's targets for the local LLM
-    "fact_coverage": (">=", 0.85),
-    "citation_precision": (">=", 0.90),
-    "refusal_accuracy": (">=", 0.95),
-    "quote_fidelity": (">=", 1.0),
-}
+BACKEND = "local"
+
+
+def target(limits: dict[str, dict[str, float]], key: str) -> str:
+    """« ≥ 0.85 » / « ≤ 10000 » from the thresholds file, « » when there is none."""
+    rule = limits.get(key, {})
+    return " ".join(f"{'≥' if op == 'min' else '≤'} {rule[op]:g}" for op in ("min", "max") if op in rule)
+
+
+def progress(stage: str, done: int, total: int) -> None:
+    if done:
+        print(f"\r{done}/{total} questions", end="", file=sys.stderr, flush=True)
+    if done >= total:
+        print(file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,17 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-tokens", type=int, default=None, help="jetons générés au plus")
     parser.add_argument("--threads", type=int, default=None, help="fils de calcul du modèle")
-    parser.add_argument("--out", default="", help="fichier JSON des résultats détaillés")
+    parser.add_argument("--out", default="", help="dossier du run à écrire (résultats, résumé, rapports)")
+    parser.add_argument("--thresholds", default="", help="fichier de seuils (défaut : evals/thresholds.json)")
+    parser.add_argument("--gate", action="store_true", help="code de sortie 1 si une cible n'est pas tenue")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env().replace(llm="local")
+    thresholds = Path(args.thresholds) if args.thresholds else default_thresholds_path()
+    try:
+        limits = gate_limits(load_thresholds(thresholds), "answer", BACKEND)
+    except ThresholdError as error:
+        print(f"Erreur : {error}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env().replace(llm=BACKEND)
     if args.max_tokens:
         settings = settings.replace(llm_max_tokens=args.max_tokens)
     if args.threads:
         settings = settings.replace(llm_threads=args.threads)
     if not settings.llm_model_path:
         settings = settings.replace(llm_model_path=str(ensure_local_model(settings)))
-    cases = load_cases(Path(args.qa))
+    set_path = Path(args.qa)
+    cases = load_cases(set_path)
     if args.per_kind:
         taken: dict[str, int] = {}
         kept = []
@@ -77,24 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Modèle local indisponible : {status}", file=sys.stderr)
         return 1
     load_s = time.perf_counter() - started
-    pipeline = AnswerPipeline(settings, Retriever(index, settings), model, status)
-
-    done = [0]
-
-    def tick() -> None:
-        done[0] += 1
-        print(f"\r{done[0]}/{len(cases)} questions", end="", file=sys.stderr, flush=True)
-
-    results = evaluate_answers(cases, pipeline, tick=tick, stream=True)
-    print(file=sys.stderr)
-    summary = summarize_answers(results)
+    assistant = Assistant(settings, index, model, status)
+    command = " ".join(["python", "scripts/eval_llm.py", *(sys.argv[1:] if argv is None else argv)])
+    run = run_set(
+        assistant,
+        cases,
+        "answer",
+        set_path=set_path,
+        progress=progress,
+        thresholds=thresholds,
+        command=command,
+    )
+    results, summary = run.results, run.summary
 
     # Generation speed (approximate): tokens the model streamed over the time after its first
     # token (verification and the quoted lines added after it take a few milliseconds).
     speeds = []
     for result in results:
         generate_ms = result.get("latency_ms", 0.0) - result.get("ttft_ms", 0.0)
-        if result["refused"] or result["backend"] != "local" or generate_ms <= 0:
+        if result["refused"] or result["backend"] != BACKEND or generate_ms <= 0:
             continue
         tokens = len(model.client.tokenize(result.get("generated", "").encode("utf-8"), add_bos=False))
         speeds.append(tokens / (generate_ms / 1000))
@@ -109,32 +140,32 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|")
     answerable = sum(1 for r in results if r["answerable"])
     for key in ANSWER_KEYS:
-        op, target = TARGETS.get(key, ("", None))
-        cible = f"{op} {target}" if target is not None else ""
         empty = (key == "refusal_accuracy" and answerable == len(results)) or (
             key != "refusal_accuracy" and key != "quote_fidelity" and not answerable
         )
         value = "— (aucune question concernée)" if empty else f"{summary[key]:.3f}"
-        print(f"| {key} | {value} | {cible} |")
-    print(f"| latency_p50_ms | {summary['latency_p50_ms']:.0f} | |")
-    print(f"| latency_p95_ms | {summary['latency_p95_ms']:.0f} | |")
-    if "ttft_p50_ms" in summary:
-        print(f"| premier jeton, médiane (ms) | {summary['ttft_p50_ms']:.0f} | ≤ 10000 |")
-        print(f"| premier jeton, p95 (ms) | {summary['ttft_p95_ms']:.0f} | |")
+        print(f"| {key} | {value} | {target(limits, key)} |")
+    timings = {
+        "latency_p50_ms": "latency_p50_ms",
+        "latency_p95_ms": "latency_p95_ms",
+        "ttft_p50_ms": "premier jeton, médiane (ms)",
+        "ttft_p95_ms": "premier jeton, p95 (ms)",
+    }
+    for key, label in timings.items():
+        if key in summary:
+            print(f"| {label} | {summary[key]:.0f} | {target(limits, key)} |")
     if speeds:
         print(f"| jetons/s (médiane) | {percentile(speeds, 50):.1f} | |")
     fallbacks = sum(1 for r in results if "extractive_fallback" in r["flags"])
     direct = sum(1 for r in results if "verbatim_listing" in r["flags"])
     print(f"\nRéponses extractives de repli (modèle sans réponse vérifiable) : {fallbacks}")
     print(f"Listes données telles quelles, sans le modèle : {direct}")
+    gate = run.info.get("gate")
+    print("\n" + (format_gate(gate) if gate else f"Seuils non contrôlés : {run.gate_error}"))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(
-            json.dumps({"summary": summary, "results": results}, ensure_ascii=False, indent=1),
-            encoding="utf-8",
-        )
-        print(f"Résultats détaillés : {args.out}")
-    return 0
+        write_run(run, Path(args.out))
+        print(f"Run écrit dans {args.out} : results.jsonl, summary.json, report.md, report.html")
+    return 1 if args.gate and not (gate and gate["passed"]) else 0
 
 
 if __name__ == "__main__":

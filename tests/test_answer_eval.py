@@ -21,40 +21,44 @@ from assistant.answer.pipeline import AnswerPipeline
 from assistant.evaluation.answers import evaluate_answers, summarize_answers
 from assistant.evaluation.dataset import load_cases
 from assistant.schema import Answer
+from assistant.search.index import CorpusIndex
 from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 QA = ROOT / "evals" / "qa.jsonl"
 THRESHOLDS = ROOT / "evals" / "thresholds.json"
-# Measured with the extractive backend on evals/qa.jsonl: 0.640 (2026-11-28); the floor is a
-# little below it, unless evals/thresholds.json sets one.
-CITATION_PRECISION_FLOOR = 0.62
 LLM_MAX_TOKENS = 120
 
 
-def citation_precision_floor() -> float:
-    if THRESHOLDS.exists():
-        data = json.loads(THRESHOLDS.read_text(encoding="utf-8"))
-        value = data.get("answer", {}).get("extractive", {}).get("citation_precision", {}).get("min")
-        if value is not None:
-            return float(value)
-    return CITATION_PRECISION_FLOOR
+@pytest.fixture(scope="module")
+def default_retriever(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Retriever:
+    """The whole corpus indexed with the default embedder (EmbeddingGemma, from the install's
+    cache folder): the configuration the gate's thresholds were measured with."""
+    default = settings.replace(
+        embedder=Settings().embedder,
+        cache_dir=Settings().cache_dir,
+        index_dir=tmp_path_factory.mktemp("default_index"),
+    )
+    index = CorpusIndex(default)
+    index.update()
+    return Retriever(index, default)
 
 
-def test_extractive_answer_eval_on_the_whole_set(settings: Settings, retriever: Retriever) -> None:
+def test_extractive_answer_eval_on_the_whole_set(default_retriever: Retriever) -> None:
+    """The gate's figures hold here too (evals/thresholds.json, extractive backend)."""
     cases = load_cases(QA)
-    results = evaluate_answers(cases, AnswerPipeline(settings, retriever))
+    results = evaluate_answers(cases, AnswerPipeline(default_retriever.settings, default_retriever))
     summary = summarize_answers(results)
     assert summary["questions"] == len(cases)
-    assert summary["refusal_accuracy"] == 1.0, [
-        r["id"] for r in results if not r["answerable"] and not r["refused"]
-    ]
-    assert summary["false_refusal_rate"] <= 0.05, [
-        r["id"] for r in results if r["answerable"] and r["refused"]
-    ]
+    floors = json.loads(THRESHOLDS.read_text(encoding="utf-8"))["answer"]["extractive"]
+    missed = [r["id"] for r in results if not r["answerable"] and not r["refused"]]
+    assert summary["refusal_accuracy"] >= floors["refusal_accuracy"]["min"], missed
+    wrongly = [r["id"] for r in results if r["answerable"] and r["refused"]]
+    assert summary["false_refusal_rate"] <= floors["false_refusal_rate"]["max"], wrongly
     assert summary["quote_fidelity"] == 1.0
-    assert summary["citation_precision"] >= citation_precision_floor(), summary
+    assert summary["citation_precision"] >= floors["citation_precision"]["min"], summary
+    assert summary["fact_coverage"] >= floors["fact_coverage"]["min"], summary
 
 
 # -- the real local model ---------------------------------------------------------------------

@@ -22,13 +22,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant.answer.citations import find_quotes, quote_is_verbatim
-from assistant.answer.extractive import (
-    EVIDENCE_LEAD,
-    LISTING_LEAD,
-    NOT_COVERED,
-    quotes_to_csv,
-    quotes_to_markdown,
-)
+from assistant.answer.extractive import EVIDENCE_LEAD, LISTING_LEAD, NOT_COVERED
 from assistant.answer.pipeline import (
     AnswerEvent,
     AnswerPipeline,
@@ -37,6 +31,7 @@ from assistant.answer.pipeline import (
     TokenEvent,
     load_prompt,
 )
+from assistant.answer.quotes import quotes_to_csv, quotes_to_markdown
 from assistant.ingest.errors import IngestError
 from assistant.schema import Answer
 from assistant.search.index import CorpusIndex

@@ -83,6 +83,7 @@ def start_app(
         "ASSISTANT_FEEDBACK_PATH": str(root / "feedback" / "feedback.jsonl"),
         "ASSISTANT_APP_TEMP_DIR": str(root / "gradio"),
         "ASSISTANT_LLM": "extractive",
+        "ASSISTANT_EMBEDDER": settings.embedder,
         "ASSISTANT_UPLOAD_MAX_MB": "1",
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),

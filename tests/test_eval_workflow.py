@@ -166,6 +166,106 @@ def test_answer_run_records_answer_and_citations(retriever: Any, settings: Setti
     _parse_html((tmp_path / "a1" / "report.html").read_text(encoding="utf-8"))
 
 
+# ------------------------------------------------------------------ run_set, the one orchestration
+
+
+def test_run_set_retrieval_with_baseline_gate_and_progress(
+    built_index: Any, settings: Settings, tmp_path: Path
+) -> None:
+    from assistant.evaluation.evaluate import BASELINE, BASELINE_INDEX, RUN, run_set
+    from assistant.service import Assistant
+
+    set_path = _write_set(tmp_path / "jeu.jsonl", [*_set_lines(("q001", "q030")), FAILING])
+    cases = load_cases(set_path)
+    limits = tmp_path / "seuils.json"
+    limits.write_text(json.dumps({"retrieval": {"hit@5": {"min": 0.9}}}), encoding="utf-8")
+    seen: list[tuple[str, int, int]] = []
+    run = run_set(
+        Assistant(settings, built_index),  # no model: searching needs none
+        cases,
+        "retrieval",
+        set_path=set_path,
+        baseline=True,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+        thresholds=limits,
+        command="essai",
+    )
+    # the same records as the retriever alone gives, and the figures built from them
+    assert [r["id"] for r in run.results] == ["q001", "q030", "q900"]
+    assert run.summary["hit@5"] == pytest.approx(2 / 3, abs=1e-4) and run.failures[0]["id"] == "q900"
+    assert run.settings["command"] == "essai" and run.settings["llm"]["backend"] == "aucun (recherche seule)"
+    assert set(run.info["baseline"]) >= {"hit@5", "mrr@10", "questions"}
+    assert run.info["gate"]["passed"] is False and not run.gate_error
+    assert seen == [
+        (RUN, 0, 3),
+        (RUN, 1, 3),
+        (RUN, 2, 3),
+        (RUN, 3, 3),
+        (BASELINE_INDEX, 0, 0),
+        (BASELINE, 0, 3),
+        (BASELINE, 1, 3),
+        (BASELINE, 2, 3),
+        (BASELINE, 3, 3),
+    ]
+
+
+def test_run_set_answers_keep_the_run_when_the_gate_cannot_be_checked(
+    built_index: Any, settings: Settings, tmp_path: Path
+) -> None:
+    from assistant.evaluation.evaluate import run_set
+    from assistant.service import Assistant
+
+    set_path = _write_set(tmp_path / "jeu.jsonl", [*_set_lines(("q001",)), UNANSWERABLE])
+    limits = tmp_path / "seuils.json"
+    limits.write_text(json.dumps({"answer": {"local": {"fact_coverage": {"min": 0.5}}}}), encoding="utf-8")
+    assistant = Assistant(settings, built_index, model_status="mode extractif, sans LLM")
+    run = run_set(assistant, load_cases(set_path), "answer", set_path=set_path, thresholds=limits)
+    assert run.mode == "answer" and run.settings["llm"]["backend"] == "extractive"
+    assert "gate" not in run.info and "« extractive »" in run.gate_error  # French, names the backend
+    # the extractive backend's answers are read whole, as before: no first-token timing
+    assert all("ttft_ms" not in r and "generated" not in r for r in run.results)
+    assert "ttft_p50_ms" not in run.summary and run.results[1]["refused"]
+
+
+def test_run_set_streams_a_language_model_and_gates_its_first_token(
+    retriever: Any, settings: Settings, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from assistant.answer.pipeline import AnswerPipeline
+    from assistant.evaluation.compare import default_thresholds_path
+    from assistant.evaluation.evaluate import run_set
+
+    set_path = _write_set(tmp_path / "jeu.jsonl", _set_lines(("q001", "q030")))
+    # The pipeline announces a model backend: run_set then reads the answers as a stream.
+    pipeline = AnswerPipeline(settings, retriever, backend="local")
+    assistant = SimpleNamespace(settings=settings, pipeline=pipeline, model_status="modèle factice")
+    run = run_set(
+        assistant,  # type: ignore[arg-type]
+        load_cases(set_path),
+        "answer",
+        set_path=set_path,
+        thresholds=default_thresholds_path(),
+    )
+    assert all(r["ttft_ms"] > 0 and r["generated"] for r in run.results)
+    assert run.summary["ttft_p50_ms"] > 0 and "ttft_p95_ms" in run.by_kind["fact"]
+    checked = {c["metric"] for c in run.info["gate"]["checks"]}
+    assert {"fact_coverage", "citation_precision", "ttft_p50_ms"} <= checked  # answer.local
+    write_run(run, tmp_path / "run")
+    assert "premier jeton du modèle, médiane" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+
+
+def test_git_commit_is_read_with_git_or_unknown(tmp_path: Path) -> None:
+    import shutil
+
+    from assistant.evaluation.runs import git_commit
+
+    assert git_commit(tmp_path) == "inconnu"  # not a repository
+    assert git_commit(tmp_path / "absent") == "inconnu"
+    if shutil.which("git") and (PROJECT_ROOT / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}", git_commit(PROJECT_ROOT))
+
+
 # ------------------------------------------------------------------ assistant eval --gate
 
 
@@ -234,6 +334,9 @@ def test_the_committed_thresholds_cover_both_modes() -> None:
     assert {"refusal_accuracy", "citation_precision", "quote_fidelity"} <= set(
         gate_limits(thresholds, "answer", "extractive")
     )
+    # the local model's targets, read by scripts/eval_llm.py and by --llm local --gate
+    local = gate_limits(thresholds, "answer", "local")
+    assert local["fact_coverage"] == {"min": 0.85} and local["ttft_p50_ms"] == {"max": 10000.0}
     compare_settings(thresholds)
 
 

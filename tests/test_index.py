@@ -299,6 +299,7 @@ def test_cli_index_names_every_refused_file(workspace: Settings) -> None:
     _add_bad_files(workspace.corpus_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "CHROMA_"))}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["ASSISTANT_EMBEDDER"] = workspace.embedder
     run = subprocess.run(
         [
             sys.executable,
@@ -431,7 +432,7 @@ def _free_port() -> int:
 
 
 def test_chroma_host_and_port_select_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local = Settings.from_env({"ASSISTANT_INDEX_DIR": str(tmp_path)})
+    local = Settings.from_env({"ASSISTANT_INDEX_DIR": str(tmp_path), "ASSISTANT_EMBEDDER": "e5"})
     assert not local.chroma_is_remote and local.chroma_host is None and local.chroma_port == 8000
     assert CorpusIndex(local).manifest_path == tmp_path / "manifest.json"
 
@@ -439,6 +440,7 @@ def test_chroma_host_and_port_select_the_server(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("CHROMA_PORT", str(port))
     monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path))
+    monkeypatch.setenv("ASSISTANT_EMBEDDER", "e5")
     remote = Settings.from_env()
     assert remote.chroma_is_remote
     assert (remote.chroma_host, remote.chroma_port) == ("127.0.0.1", port)

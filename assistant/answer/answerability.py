@@ -37,7 +37,8 @@ from assistant.answer.citations import passage_sentences
 from assistant.answer.extractive import CorpusStats, topic_terms
 from assistant.domain import SECTIONS
 from assistant.schema import History, Passage, as_exchanges
-from assistant.search.query import detect_scenarios
+from assistant.search.query import QueryIntent, detect_scenarios
+from assistant.search.retrieval import off_domain_similarity
 from assistant.text import analyze, content_terms, fold
 
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
@@ -225,6 +226,7 @@ class Assessor:
 
     def __init__(self, stats: CorpusStats, retriever: Any) -> None:
         self.stats = stats
+        self.min_similarity = off_domain_similarity(retriever.settings.embedder)
         self.sections_by_scenario: dict[str, set[str]] = {}
         for record in retriever.records:
             meta = record.metadata
@@ -235,7 +237,7 @@ class Assessor:
     def assess(
         self,
         question: str,
-        intent: Any,
+        intent: QueryIntent,
         passages: Sequence[Passage],
         wanted: set[str],
         history: History | None = None,
@@ -245,7 +247,7 @@ class Assessor:
         # A question asked after others may lean on them (« y », « en »): its words are judged
         # together with the previous question's.
         context = f"{question} {previous}" if (previous := _previous_question(history)) else intent.standalone
-        reason = self.empty_section(intent) or self.off_topic(context)
+        reason = self.empty_section(intent) or self.off_domain(intent, passages) or self.off_topic(context)
         if reason:
             return Verdict("refuse", reason, nearby=self._nearby(intent, passages))
         parts = [p.strip(" ,?") for p in PARTS.split(fold(question)) if p.strip(" ,?")]
@@ -263,8 +265,8 @@ class Assessor:
         return Verdict("refuse", failures[0][1], nearby=list(passages[:3]))
 
     # -- rules -------------------------------------------------------------------------------
-    def empty_section(self, intent: Any) -> str | None:
-        sheets = [s for s in intent.scenarios if s in {"cmvrh", "entpe", "uge"}]
+    def empty_section(self, intent: QueryIntent) -> str | None:
+        sheets = [s for s in intent.scenarios if s in domain.COMPARED]
         if len(intent.scenarios) != 1 or len(sheets) != 1 or len(intent.sections) != 1:
             return None
         scenario, section = sheets[0], intent.sections[0]
@@ -276,6 +278,18 @@ class Assessor:
             )
             return f"le document {label} n'a aucun texte dans sa partie {SECTIONS.get(section, section)}"
         return None
+
+    def off_domain(self, intent: QueryIntent, passages: Sequence[Passage]) -> str | None:
+        """A question on its own whose best passage is far from it in meaning (dense similarity
+        below the embedder's measured threshold): outside the dossier, whatever word it shares
+        with it (« Que visiter à Salon-de-Provence ? »). A follow-up is left to the other
+        checks: its own words (« Lesquels ? ») say little without the conversation."""
+        if self.min_similarity is None or intent.follow_up:
+            return None
+        best = max((p.scores.get("dense", 1.0) for p in passages), default=1.0)
+        if best >= self.min_similarity:
+            return None
+        return "la question sort de son sujet (l'avenir du CMA et les scénarios de son rattachement)"
 
     def off_topic(self, question: str) -> str | None:
         folded = fold(question)
@@ -374,7 +388,7 @@ class Assessor:
                 return f"il ne nomme pas de {noun} précis" + (f" pour {_shown(entities)}" if entities else "")
         return None
 
-    def _nearby(self, intent: Any, passages: Sequence[Passage]) -> list[Passage]:
+    def _nearby(self, intent: QueryIntent, passages: Sequence[Passage]) -> list[Passage]:
         """For an empty section: the same section elsewhere; otherwise the closest passages."""
         if intent.sections:
             same = [p for p in self.stats.passages if p.section_kind in intent.sections]

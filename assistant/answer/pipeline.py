@@ -22,7 +22,6 @@ Deliberately left out: conversation memory beyond the follow-up rewrite, and ans
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,59 +29,36 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
-from assistant import domain
 from assistant.answer import answerability
 from assistant.answer.citations import Verification, Verifier, best_span, looks_like_instructions
+from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_comparison
+from assistant.answer.context import MAX_VARIANTS, POSITIONAL, ContextBuilder
 from assistant.answer.errors import LLMUnavailable, QuestionError
 from assistant.answer.extractive import (
-    COMPARE_COLUMNS,
     EVIDENCE_LEAD,
     EXTRACTIVE_LEAD,
     LISTING_LEAD,
-    Comparison,
     CorpusStats,
-    QuoteResult,
-    build_comparison,
     evidence_lines,
     excerpt,
     extractive_answer,
-    quote_results,
-    rank_passages,
-    relevant_variants,
-    section_table,
-    select,
-    select_plain,
     spans_documents,
     topic_terms,
     variant_lines,
 )
-from assistant.answer.inconsistencies import Variant, VariantIndex
+from assistant.answer.inconsistencies import VariantIndex
 from assistant.answer.llm import backend_for, stream_with_timeout
+from assistant.answer.quotes import QuoteResult, quote_results
 from assistant.schema import Answer, Citation, History, Passage
 from assistant.search.query import QueryIntent, understand
 from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
-from assistant.text import content_terms
 
-# Passages retrieved, and at most how many an answer may stand on (a listing, a comparison).
+# Passages retrieved for a question (the context builder keeps at most MAX_PASSAGES of them).
 RETRIEVE_K = 10
-MAX_PASSAGES = 5
-# A plain question is answered from its best passages only; a listing (« quelles limites… ») or
-# a comparison needs more of them.
-FOCUSED_PASSAGES = 2
-# A model gets a few more passages to choose from (verification keeps only those it uses); three
-# compacted passages keep the prompt near 400 tokens: ~10 s before the first token here.
-LLM_PASSAGES = 3
-# Each passage is cut to its most relevant sentences (~70 tokens) and its label shortened.
+# Each passage of a prompt is cut to its most relevant sentences (~70 tokens), its label shortened.
 PROMPT_CHARS = 260
 PROMPT_LABEL_CHARS = 90
-MAX_VARIANTS = 2
-# A listing is answered with the dossier's table even when a model is loaded: over the full
-# development set with the local model, the model's answers to section questions covered 0.22 of
-# the expected facts, the table 1.00 (it shortened or reworded the list, or refused).
-DIRECT_LEADS = {"listing": LISTING_LEAD}
-MAX_LISTING = 20  # passages of a section shown whole; a longer one is answered like a question
-POSITIONAL = re.compile(r"\b(premi[eè]re|derni[eè]re) phrase\b", re.IGNORECASE)
 
 
 @dataclass
@@ -176,6 +152,7 @@ class AnswerPipeline:
         self.verifier = Verifier(self.trusted, on_unsupported="remove")
         self.variant_index = VariantIndex(self.trusted)
         self.assessor = answerability.Assessor(self.stats, retriever)
+        self.context = ContextBuilder(self.stats, self.trusted, self.variant_index)
         self._prompt: Any = None
 
     # -- the entry points --------------------------------------------------------------------
@@ -245,7 +222,7 @@ class AnswerPipeline:
         wanted = topic_terms(intent.standalone)
         passages = [p for p in found.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(question, intent, passages, wanted, history)
-        table = None if verdict.refused else self._listing_table(intent, passages, wanted)
+        table = None if verdict.refused else self.context.listing_table(intent, passages, wanted)
         if verdict.refused:
             mode = Mode.REFUSAL
         elif table:
@@ -262,8 +239,10 @@ class AnswerPipeline:
             mode=mode,
             passages=passages,
             context=[],
-            # A listing is answered with the dossier's table even when a model is loaded (see
-            # DIRECT_LEADS); a refusal never reaches the model.
+            # A listing is answered with the dossier's table even when a model is loaded: over the
+            # full development set with the local model, the model's answers to section questions
+            # covered 0.22 of the expected facts, the table 1.00 (it shortened or reworded the
+            # list, or refused). A refusal never reaches the model.
             use_model=self.model is not None and mode in (Mode.QUESTION, Mode.COMPARISON),
             filters=found.filters,
             instructions_ignored=len(passages) < len(found.passages),
@@ -274,14 +253,16 @@ class AnswerPipeline:
             # them is quoted after its answer, cited or not (see compose).
             plan.context = self.quotes(plan)
         else:
-            plan.context = self.choose_context(intent, passages, wanted, verdict)
+            plan.context = self.context.choose(
+                intent, passages, wanted, verdict, extractive=self.model is None
+            )
         return plan
 
     def quotes(self, plan: AnswerPlan) -> list[Passage]:
         """The passages the extractive backend quotes: the answer itself for a listing, what a
         comparison's model answer stands on, a failed model's fallback."""
         if plan.quotes is None:
-            plan.quotes = self.choose_context(
+            plan.quotes = self.context.choose(
                 plan.intent, plan.passages, plan.wanted, plan.verdict, extractive=True
             )
         return plan.quotes
@@ -302,108 +283,6 @@ class AnswerPipeline:
                 "il a été écarté de la réponse."
             )
         return answer
-
-    # -- context -----------------------------------------------------------------------------
-    def choose_context(
-        self,
-        intent: QueryIntent,
-        passages: list[Passage],
-        wanted: set[str],
-        verdict: answerability.Verdict,
-        extractive: bool | None = None,
-    ) -> list[Passage]:
-        """The passages the answer stands on, plus the other source of any inconsistency:
-        ``extractive`` (default: no model loaded) chooses them for an answer made of quotes,
-        otherwise for a model, which gets a few more to choose from."""
-        extractive = self.model is None if extractive is None else extractive
-        if verdict.refused:
-            return verdict.nearby or passages[:3]
-        position = POSITIONAL.search(intent.question)
-        if position and passages:
-            chosen = [
-                self._at_position(
-                    intent, passages, wanted, first=position.group(1).lower().startswith("premi")
-                )
-            ]
-        elif intent.compare or (extractive and spans_documents(intent.standalone)):
-            chosen = self._spread(intent, passages, wanted) or passages[:1]
-        elif extractive and not intent.listing:
-            chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
-        else:
-            listing = intent.listing or bool(intent.sections and not intent.follow_up)
-            focused = FOCUSED_PASSAGES if extractive else LLM_PASSAGES
-            chosen = select(
-                passages,
-                wanted,
-                self.stats,
-                MAX_PASSAGES if listing else focused,
-                intent.sections if listing else (),
-                intent.scenarios,
-                keep_ratio=None if extractive else 0.0,
-            )
-        return self._with_variants(chosen, wanted)
-
-    def _with_variants(self, chosen: list[Passage], wanted: set[str]) -> list[Passage]:
-        """``chosen`` plus the other source of each inconsistency it holds (at most MAX_VARIANTS)."""
-        for variant in self._variants(chosen, wanted):
-            if variant.second.chunk_id not in {p.chunk_id for p in chosen}:
-                chosen.append(variant.second)
-        return chosen
-
-    def _listing_table(
-        self, intent: QueryIntent, passages: list[Passage], wanted: set[str]
-    ) -> list[Passage] | None:
-        """« Quelles sont les limites de l'ENTPE ? »: the whole table asked for, in document order,
-        plus the other source of any inconsistency; ``None`` for any other question."""
-        if not intent.listing or intent.compare or POSITIONAL.search(intent.question):
-            return None
-        row = self._listing_anchor(intent, passages)
-        if row is None:
-            return None
-        table = section_table(self.trusted, row)
-        return None if len(table) > MAX_LISTING else self._with_variants(table, wanted)
-
-    def _listing_anchor(self, intent: QueryIntent, passages: list[Passage]) -> Passage | None:
-        """The best retrieved passage of the section (and scenario) a listing asks for: a table
-        row, or a paragraph when the section has no table (a synthesis)."""
-        rows = [p for p in passages if p.section_kind in intent.sections]
-        named = [p for p in rows if not intent.scenarios or p.scenario in intent.scenarios]
-        return (named or rows or [None])[0]  # type: ignore[list-item]
-
-    def _variants(self, passages: list[Passage], wanted: set[str]) -> list[Variant]:
-        found = self.variant_index.find(passages, wanted - answerability.TYPE_TERMS)
-        return relevant_variants(found, wanted, self.stats)[:MAX_VARIANTS]
-
-    def _at_position(
-        self, intent: QueryIntent, passages: list[Passage], wanted: set[str], first: bool
-    ) -> Passage:
-        """« La première / dernière phrase de … »: the first or last passage of the section the
-        best passage belongs to (the section asked, when the question names one)."""
-        pool = [p for p in passages if p.section_kind in intent.sections] or passages
-        top = rank_passages(pool, wanted, self.stats, intent.scenarios)[0][1]
-        same = [
-            p
-            for p in self.trusted
-            if p.metadata.get("doc_id") == top.metadata.get("doc_id")
-            and p.metadata.get("section") == top.metadata.get("section")
-        ]
-        same.sort(key=lambda p: int(p.metadata.get("position", 0)))
-        return (same[0] if first else same[-1]) if same else top
-
-    def _spread(self, intent: QueryIntent, passages: list[Passage], wanted: set[str]) -> list[Passage]:
-        """A comparison: the best passage of each compared scenario (all three when the question
-        names fewer than two) that speaks of the topic at all; the UGE note counts as the UGE."""
-        named = [s for s in intent.scenarios if s in COMPARE_COLUMNS]
-        targets = set(named) if len(named) >= 2 else set(COMPARE_COLUMNS)
-        chosen: list[Passage] = []
-        seen: set[str] = set()
-        for _, passage in rank_passages(passages, wanted, self.stats):
-            scenario = domain.speaks_for(passage.scenario)
-            relevant = not wanted or content_terms(passage.text) & wanted
-            if scenario in targets and scenario not in seen and (relevant or not chosen):
-                seen.add(scenario)
-                chosen.append(passage)
-        return chosen[:MAX_PASSAGES]
 
     def prompt_messages(self, question: str, context: list[Passage], wanted: set[str]) -> list[Any]:
         """The chat messages: French rules, then the passages delimited as data, then the question."""
@@ -454,7 +333,7 @@ class AnswerPipeline:
         an inconsistency added); ``None`` when nothing of it can stand."""
         if not raw.strip():
             return None
-        variants = self._variants(plan.context, plan.wanted)
+        variants = self.context.variants(plan.context, plan.wanted)
         extra = "\n".join(variant_lines(plan.context, variants))
         verification = self.verifier.verify(f"{raw.strip()}\n\n{extra}".strip(), plan.context)
         if not verification.supported_sentences and not _only_refusals(verification):
@@ -481,7 +360,7 @@ class AnswerPipeline:
         position = POSITIONAL.search(plan.question)
         which = position.group(1).lower()[:5] if position else None
         quoted = self.quotes(plan)
-        variants = self._variants(quoted, plan.wanted)
+        variants = self.context.variants(quoted, plan.wanted)
         body = self.verifier.verify(extractive_answer(quoted, plan.wanted, variants, which), quoted)
         listing = plan.mode is Mode.LISTING and self.model is not None
         answer.lead = LISTING_LEAD if listing else EXTRACTIVE_LEAD
@@ -513,7 +392,7 @@ class AnswerPipeline:
         answer.flags = sorted(set(answer.flags) | set(verification.flags))
         answer.refused = _only_refusals(verification)
         quoted = self.quotes(plan) if not from_model else plan.context
-        if self._variants(quoted, plan.wanted):
+        if self.context.variants(quoted, plan.wanted):
             answer.flags = sorted(set(answer.flags) | {"inconsistency"})
             answer.notices.append(
                 "Le dossier n'est pas cohérent sur ce point : les deux sources sont citées."

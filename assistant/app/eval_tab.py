@@ -3,10 +3,10 @@
 An evaluator picks a set (the ``.jsonl`` files of the project's ``evals/`` folder) or uploads one
 (``.jsonl``, size-capped, validated by ``dataset.load_cases``: a faulty set is refused whole, every
 bad line named), chooses the mode — Recherche (the retriever alone) or Réponses (the answer
-pipeline, with the app's current backend) — and runs it with a progress bar. The run is the one
-``assistant eval`` makes (``evaluation/runs.py``): same records, summary, settings and reports, and
-the quality gate of ``evals/thresholds.json`` when asked. The tab shows the summary, the figures per
-question kind and the failing questions (what was expected, what came back), and offers
+pipeline, with the app's current backend) — and runs it with a progress bar. The run is made by
+``evaluation.evaluate.run_set``, as for ``assistant eval``: same records, summary, settings and
+reports, and the quality gate of ``evals/thresholds.json`` when asked. The tab shows the summary,
+the figures per question kind and the failing questions (what was expected, what came back), and offers
 ``report.html`` / ``report.md`` for download. Everything is written under the app's export folder,
 the only folder Gradio serves; a run takes the app's single concurrency slot, like a question.
 
@@ -145,9 +145,10 @@ class EvaluationTab:
     def _run(
         self, set_name: str | None, uploaded: str | None, mode_label: str, gate: bool, progress: gr.Progress
     ) -> tuple[str, str, str, list[str] | None]:
-        from assistant.evaluation import runs
-        from assistant.evaluation.compare import ThresholdError, default_thresholds_path, gate_outcome
+        from assistant.evaluation.compare import default_thresholds_path
         from assistant.evaluation.dataset import load_cases
+        from assistant.evaluation.evaluate import RUN, run_set
+        from assistant.evaluation.runs import REPORT_HTML, REPORT_MD, write_run
 
         mode = EVAL_MODES.get(mode_label)
         if mode is None:
@@ -155,43 +156,34 @@ class EvaluationTab:
         folder = self.app.exports.folder()
         set_path = self._set_path(set_name, uploaded, folder)
         cases = load_cases(set_path)
-        pipeline = self.app.assistant.pipeline  # read now: a re-index replaces it
-        total, done = len(cases), [0]
         desc = "Évaluation : " + ("recherche des passages" if mode == "retrieval" else "réponses")
-        progress((0, total), desc=desc, unit="questions")
 
-        def tick() -> None:
-            done[0] += 1
-            progress((done[0], total), desc=desc, unit="questions")
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == RUN:
+                progress((done, total), desc=desc, unit="questions")
 
         started = time.monotonic()
-        backend: str | None = None
-        status: str | None = None
-        if mode == "retrieval":
-            records = runs.retrieval_records(cases, pipeline.retriever, tick=tick)
-        else:
-            backend, status = pipeline.backend, self.app.assistant.model_status
-            records = runs.answer_records(cases, pipeline, tick=tick)
-        progress(None, desc="Rédaction du rapport")
-        info = runs.describe_settings(self.app.settings, mode, set_path, pipeline.retriever, backend, status)
-        info["command"] = "application web, onglet « Évaluation »"
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run = runs.build_run(mode, records, info, name=f"{set_path.stem}-{mode}-{stamp}")
-        gate_note = ""
-        if gate:
-            try:
-                run.info["gate"] = gate_outcome(run.summary, default_thresholds_path(), mode, backend)
-            except ThresholdError as error:
-                gate_note = str(error)
+        run = run_set(
+            self.app.assistant,
+            cases,
+            mode,
+            set_path=set_path,
+            progress=report,
+            thresholds=default_thresholds_path() if gate else None,
+            name=f"{set_path.stem}-{mode}-{stamp}",
+            command="application web, onglet « Évaluation »",
+        )
+        progress(None, desc="Rédaction du rapport")
         out = folder / f"evaluation-{set_path.stem}"
-        runs.write_run(run, out)
+        write_run(run, out)
         seconds = f"{time.monotonic() - started:.1f}".replace(".", ",")
         ok = f"Évaluation terminée en {seconds} s : {len(cases)} questions de « {set_path.name} »."
         return (
             f'<div class="msg-ok">{h(ok)}</div>',
-            summary_html(run, mode_label, gate_note),
+            summary_html(run, mode_label, run.gate_error),
             failures_html(run),
-            [str(out / runs.REPORT_HTML), str(out / runs.REPORT_MD)],
+            [str(out / REPORT_HTML), str(out / REPORT_MD)],
         )
 
     def _set_path(self, set_name: str | None, uploaded: str | None, folder: Path) -> Path:
@@ -241,9 +233,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def summary_html(run: Any, mode_label: str, gate_note: str = "") -> str:
     """The headline, the gate outcome, the summary table and the table per question kind."""
     from assistant.evaluation.report import METRIC_LABELS, describe_check, fmt, kind_label
-    from assistant.evaluation.runs import summary_keys
+    from assistant.evaluation.runner import shown_keys
 
-    summary, keys = run.summary, summary_keys(run.mode)
+    summary = run.summary
+    keys = shown_keys(run.mode, summary)
     dataset = run.settings.get("set", {})
     head = (
         f"Jeu « {Path(str(dataset.get('path', '?'))).name} » · mode {mode_label} · "

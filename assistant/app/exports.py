@@ -45,7 +45,7 @@ NO_QUOTES_TO_EXPORT = (
 
 
 def quotes_csv(quotes: Sequence[Any]) -> str:
-    from assistant.answer.extractive import quotes_to_csv
+    from assistant.answer.quotes import quotes_to_csv
 
     return quotes_to_csv(quotes)
 

@@ -202,7 +202,7 @@ class Turn:
 
 
 def quotes_markdown(quotes: Sequence[Any]) -> str:
-    from assistant.answer.extractive import quotes_to_markdown
+    from assistant.answer.quotes import quotes_to_markdown
 
     return quotes_to_markdown(quotes)
 
@@ -232,12 +232,21 @@ def _answer_message(turn: Turn) -> str:
             parts.append("*" + md_escape("Recherche des passages dans le dossier…") + "*")
         return "\n\n".join(parts)
     parts.append(safe_markdown(answer.text))
+    if understood := understood_question(answer):
+        parts.append("*" + md_escape(f"Question comprise : {understood}") + "*")
     notes = [*answer.notices, *(FLAG_NOTES[f] for f in answer.flags if f in FLAG_NOTES)]
     if notes:
         parts.append("\n".join(f"> {md_escape(n)}" for n in dict.fromkeys(notes)))
     if answer.citations:
         parts.append(_sources_line(answer.citations))
     return "\n\n".join(parts)
+
+
+def understood_question(answer: Answer) -> str:
+    """How a follow-up was read (« Et pour l'UGE ? » → « Quelles sont les limites de l'UGE ? »),
+    so that a wrong reading can be seen; empty when the question was read as asked."""
+    understood = answer.standalone_question.strip()
+    return understood if understood and understood != answer.question.strip() else ""
 
 
 def _sources_line(citations: Sequence[Citation]) -> str:
@@ -269,7 +278,8 @@ def _quotes_message(turn: Turn) -> str:
 
 
 def _comparison_message(turn: Turn) -> str:
-    from assistant.answer.extractive import NOT_COVERED, short
+    from assistant.answer.comparison import short
+    from assistant.answer.extractive import NOT_COVERED
 
     comparison = turn.comparison
     names = [SCENARIOS.get(c, c) + (" (et sa note)" if c == "uge" else "") for c in comparison.columns]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.evaluation.jsonl import jsonl_lines
+
 KINDS = ("fact", "section", "paraphrase", "compare", "quote", "unanswerable", "multiturn")
 
 
@@ -74,7 +76,7 @@ def _check(obj: Any) -> list[str]:
 def load_cases(path: Path) -> list[Case]:
     """Read and validate a set; raise ``DatasetError`` naming every bad line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = jsonl_lines(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise DatasetError(f"Jeu d'évaluation introuvable : {path}") from exc
     except UnicodeDecodeError as exc:

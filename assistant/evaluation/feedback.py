@@ -5,7 +5,9 @@ Each line is one JSON object carrying ``format_version``, the rating, the commen
 and the ones it retrieved, the filters, and the settings that produced it (embedder, LLM, top_k…),
 so that a 👎 can be replayed later. Lines are only ever appended, under a lock, one ``write`` per
 line: two app workers never interleave half lines, and a crash loses at most the line being
-written (the reader skips a truncated last line).
+written (the reader skips a truncated last line). Lines are cut at ``\n`` only
+(``jsonl.jsonl_lines``): a comment holding U+2028 or another Unicode line separator is read back
+whole.
 
 ``negative_to_cases`` turns 👎 entries into *draft* regression cases in the ``evals/qa.jsonl``
 format (``evals/README.md``): ``"answerable": true`` and empty ``evidence``/``facts`` that an
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from assistant.evaluation.jsonl import jsonl_lines
 from assistant.schema import Answer
 from assistant.settings import Settings
 
@@ -157,7 +160,7 @@ def load_feedback(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     entries: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(jsonl_lines(path.read_text(encoding="utf-8")), 1):
         if not line.strip():
             continue
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from assistant.evaluation.answers import ANSWER_KEYS
@@ -19,6 +19,8 @@ from assistant.evaluation.metrics import mean, percentile, retrieval_metrics
 from assistant.text import clean_markup
 
 RETRIEVAL_KEYS = ("hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_recall@5")
+# In the summary of a streamed answer run only (a language model's): the time to the first token.
+STREAM_KEYS = ("ttft_p50_ms", "ttft_p95_ms")
 SearchFn = Callable[[Case], list[str]]
 Tick = Callable[[], None]
 
@@ -121,3 +123,9 @@ def summary_keys(mode: str) -> tuple[str, ...]:
     """The keys of a run's summary, in the order of ``--json``."""
     metrics = RETRIEVAL_KEYS if mode == "retrieval" else ANSWER_KEYS
     return (*metrics, "latency_p50_ms", "latency_p95_ms", "questions")
+
+
+def shown_keys(mode: str, summary: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys tables show for a summary: ``summary_keys``, then the time to the first token
+    when the run streamed."""
+    return (*summary_keys(mode), *(k for k in STREAM_KEYS if k in summary))

@@ -5,7 +5,8 @@ A run folder (``assistant eval SET.jsonl --out runs/NAME``) holds:
 - ``results.jsonl``: one record per question — question, kind, history, what was expected
   (``evidence``, ``facts``), the passages that came back (label, text, whether they contain an
   evidence excerpt), the answer and its citations (answer mode), every metric, the latency, and
-  ``failed`` with the French ``reasons``;
+  ``failed`` with the French ``reasons`` (and, when a language model answered, the time to its
+  first token ``ttft_ms`` and the text it streamed, ``generated``);
 - ``summary.json``: the summary (the same figures ``--json`` prints), the same per question kind,
   the number of failures, the gate outcome when ``--gate`` was asked, the baseline's summary when
   ``--baseline`` was, and the settings of the run (``describe_settings``: embedder, LLM backend
@@ -37,9 +38,16 @@ from typing import Any
 
 from assistant.evaluation.answers import evaluate_answers, summarize_answers
 from assistant.evaluation.dataset import Case
+from assistant.evaluation.jsonl import jsonl_lines
 from assistant.evaluation.metrics import relevant
 from assistant.evaluation.report import render_html, render_markdown
-from assistant.evaluation.runner import RETRIEVAL_KEYS, evaluate_retrieval, summarize, summary_keys
+from assistant.evaluation.runner import (
+    RETRIEVAL_KEYS,
+    STREAM_KEYS,
+    evaluate_retrieval,
+    summarize,
+    summary_keys,
+)
 from assistant.text import contains
 
 RUN_FORMAT_VERSION = 1
@@ -49,6 +57,7 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 MODES = ("retrieval", "answer")
 UNKNOWN = "inconnu"
+GIT_TIMEOUT_S = 5  # git answers in milliseconds; a hung network mount must not hold the run
 RETRIEVAL_DEPTH = 10  # passages kept per question (mrr@10, ndcg@10)
 # Packages whose version changes what a run measures.
 KEY_PACKAGES = (
@@ -162,10 +171,16 @@ class _RecordingPipeline:
             yield event
 
 
-def answer_records(cases: Sequence[Case], pipeline: Any, tick: Tick | None = None) -> list[dict[str, Any]]:
-    """Answer every case (``answers.evaluate_answers``); one record per case."""
+def answer_records(
+    cases: Sequence[Case], pipeline: Any, tick: Tick | None = None, stream: bool = False
+) -> list[dict[str, Any]]:
+    """Answer every case (``answers.evaluate_answers``); one record per case.
+
+    ``stream=True`` reads each answer as it streams: the records then also hold the time to the
+    first token (``ttft_ms``) and the text as the model wrote it, before verification
+    (``generated``)."""
     recorder = _RecordingPipeline(pipeline)
-    results = evaluate_answers(cases, recorder, tick=tick)
+    results = evaluate_answers(cases, recorder, tick=tick, stream=stream)
     records = []
     for case, result in zip(cases, results, strict=True):
         answer = recorder.answers.get(recorder.key(case.question, case.history or None))
@@ -185,7 +200,7 @@ def answer_records(cases: Sequence[Case], pipeline: Any, tick: Tick | None = Non
             }
             for c in (answer.citations if answer is not None else [])
         ]
-        for key in ("fact_coverage", "citation_precision", "quote_fidelity", "ttft_ms"):
+        for key in ("fact_coverage", "citation_precision", "quote_fidelity", "ttft_ms", "generated"):
             if key in result:
                 record[key] = result[key]
         record["refusal_correct"] = 1.0 if result["refused"] == (not case.answerable) else 0.0
@@ -228,11 +243,12 @@ def answer_reasons(record: dict[str, Any]) -> list[str]:
 
 
 def summarize_records(records: Sequence[dict[str, Any]], mode: str) -> dict[str, Any]:
-    """The run's summary: exactly the figures ``assistant eval --json`` prints."""
+    """The run's summary: exactly the figures ``assistant eval --json`` prints (and, for a
+    streamed run, the time to the first token)."""
     if mode == "retrieval":
         return summarize(records)
     summary = summarize_answers(records)
-    return {k: summary[k] for k in summary_keys(mode) if k in summary}
+    return {k: summary[k] for k in (*summary_keys(mode), *STREAM_KEYS) if k in summary}
 
 
 def kind_summaries(records: Sequence[dict[str, Any]], mode: str) -> dict[str, dict[str, Any]]:
@@ -274,53 +290,19 @@ def package_versions(names: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
     return versions
 
 
-def _read_git_dir(root: Path) -> str | None:
-    """HEAD's commit read from the ``.git`` folder (no subprocess); None when not found."""
-    for folder in (root, *root.parents):
-        dotgit = folder / ".git"
-        if dotgit.exists():
-            break
-    else:
-        return None
-    gitdir = dotgit
-    if dotgit.is_file():  # worktree or submodule: "gitdir: <path>"
-        text = dotgit.read_text(encoding="utf-8").strip()
-        if not text.startswith("gitdir:"):
-            return None
-        gitdir = (dotgit.parent / text.split(":", 1)[1].strip()).resolve()
-    common = gitdir
-    if (gitdir / "commondir").is_file():
-        common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
-    head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
-    if not head.startswith("ref:"):
-        return head or None
-    ref = head.split(":", 1)[1].strip()
-    for base in (gitdir, common):
-        if (base / ref).is_file():
-            return (base / ref).read_text(encoding="utf-8").strip() or None
-    packed = common / "packed-refs"
-    if packed.is_file():
-        for line in packed.read_text(encoding="utf-8").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1] == ref:
-                return parts[0]
-    return None
-
-
 def git_commit(root: Path | None = None) -> str:
-    """The commit of the code that ran (``git rev-parse HEAD``), or « inconnu »."""
+    """The commit of the code that ran (``git rev-parse HEAD``), or « inconnu » when git is
+    missing, slow to answer, or the folder is not in a repository."""
     from assistant.settings import PROJECT_ROOT
 
-    root = Path(root or PROJECT_ROOT)
-    try:
-        commit = _read_git_dir(root)
-    except OSError:
-        commit = None
-    if commit:
-        return commit
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(root or PROJECT_ROOT),
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return UNKNOWN
@@ -405,6 +387,8 @@ class Run:
     info: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
+    # Why the quality gate could not be checked (French), when it was asked; not saved.
+    gate_error: str = ""
 
     @property
     def mode(self) -> str:
@@ -504,7 +488,7 @@ def load_run(path: Path) -> Run:
     results: list[dict[str, Any]] = []
     results_path = path / RESULTS_NAME
     if results_path.exists():
-        for number, line in enumerate(results_path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(jsonl_lines(results_path.read_text(encoding="utf-8")), 1):
             if not line.strip():
                 continue
             try:

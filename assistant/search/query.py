@@ -14,16 +14,15 @@ standalone question is what retrieval and the LLM see.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 
 from assistant import domain
 from assistant.schema import Exchange, History, as_exchanges
-from assistant.text import analyze, fold
+from assistant.text import analyze, content_terms, fold
 
 # Patterns run on folded (lowercase, unaccented) text; the words naming each scenario and
 # asking for each section are the domain's data (``assistant/data/*.toml``).
@@ -63,6 +62,11 @@ class QueryIntent:
     # Words of the assistant's previous answer that a pronoun may point to (« y » after an answer
     # naming the CIPEN): retrieval searches with them, the question shown stays ``standalone``.
     antecedent: str = ""
+    # What the conversation has established, for retrieval: the earlier questions (most recent
+    # first, up to MAX_TURNS), the last answer's sentences, the passages it cited.
+    conversation: list[str] = field(default_factory=list)
+    previous_answer: str = ""
+    cited: list[str] = field(default_factory=list)
 
     @property
     def search_text(self) -> str:
@@ -164,12 +168,34 @@ ANAPHORA_PATTERN = re.compile(
 )
 
 
+# French grammar, not a list of questions: an inverted subject pronoun (« Quelles sont-elles ? »,
+# « Depuis quand existe-t-il ? ») points back to the conversation when the question names no
+# subject of its own (no determiner before a noun, no proper name or acronym after its first word).
+_INVERTED_PRONOUN = re.compile(r"-(?:t-)?(?:il|elle|ils|elles|on)\b")
+_NOUN_PHRASE = re.compile(
+    r"\b(?:le|la|les|un|une|des|du|au|aux|ce|cet|cette|ces|son|sa|ses|leur|leurs|mon|ma|mes)\s+[a-z]|\bl'[a-z]"
+)
+_OWN_NAME = re.compile(r"(?<=\s)[A-ZÀ-Ý][\w'-]+")
+
+
+def _points_back(question: str) -> bool:
+    """An inverted pronoun with no subject named in the question itself."""
+    folded = fold(question).replace("’", "'")
+    if not _INVERTED_PRONOUN.search(folded):
+        return False
+    return not (_NOUN_PHRASE.search(folded) or _OWN_NAME.search(question.strip()))
+
+
 def _is_elliptical(question: str) -> bool:
     folded = fold(question).strip()
     if FOLLOW_UP_PATTERN.search(folded):
         return True
     remaining = _FILLER.sub(" ", strip_scenarios(question))
-    return len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1
+    # Asked within a conversation, a question with at most one content word of its own (French
+    # stop words aside: « Lesquels exactement ? », « Quels points ? ») leans on what came before.
+    return (
+        len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1 or len(content_terms(strip_scenarios(question))) <= 1
+    )
 
 
 def previous_user_question(history: Sequence[Exchange]) -> str | None:
@@ -177,6 +203,7 @@ def previous_user_question(history: Sequence[Exchange]) -> str | None:
 
 
 ANTECEDENT_CHARS = 200
+MAX_TURNS = 4  # how far back a conversation is read
 # Markers, emphasis and the « — » between a row's subject and observations: not words.
 _ANSWER_MARKUP = re.compile(r"\[\d+\]|[*_#>`«»]|\s—\s")
 
@@ -226,8 +253,13 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     previous = previous_user_question(exchanges)
     if previous is None:
         return intent
+    recent = exchanges[-MAX_TURNS:]
+    intent.conversation = [e.question for e in reversed(recent) if e.question.strip()]
+    intent.previous_answer = previous_answer(exchanges)
+    intent.cited = [p.chunk_id for p in exchanges[-1].cited]
     elliptical = _is_elliptical(question)
-    if not elliptical and not ANAPHORA_PATTERN.search(folded):
+    pronoun = bool(ANAPHORA_PATTERN.search(folded)) or _points_back(question)
+    if not elliptical and not pronoun:
         return intent
     before = understand(previous, None)
     intent.follow_up = True
@@ -253,7 +285,7 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
             intent.standalone = f"{current} ? — {intent.standalone}"
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
-        if ANAPHORA_PATTERN.search(folded):
+        if pronoun:
             intent.antecedent = antecedent_names(previous_answer(exchanges), previous)
     return intent
 

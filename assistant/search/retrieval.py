@@ -11,10 +11,13 @@ because no such model ships in a registry package here.
 
 from __future__ import annotations
 
+import functools
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -41,6 +44,26 @@ class RetrievalResult:
     filters: dict[str, list[str]] = field(default_factory=dict)
 
 
+@functools.cache
+def _tuning_data() -> dict[str, Any]:
+    return tomllib.loads(
+        resources.files("assistant.data").joinpath("retrieval.toml").read_text(encoding="utf-8")
+    )
+
+
+def default_lexical_weight(embedder: str) -> float:
+    """The weight of keyword search that suits ``embedder`` (``data/retrieval.toml``)."""
+    weights = _tuning_data()["lexical_weight"]
+    return float(weights.get(embedder, weights["other"]))
+
+
+def off_domain_similarity(embedder: str) -> float | None:
+    """Below this similarity of its best passage, a question is outside the dossier's domain;
+    ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
+    value = _tuning_data()["off_domain_similarity"].get(embedder)
+    return None if value is None else float(value)
+
+
 class Retriever:
     def __init__(self, index: CorpusIndex, settings: Settings | None = None) -> None:
         self.index = index
@@ -53,6 +76,11 @@ class Retriever:
         self.vectorstore = index.vectorstore()
         self.sentence_store = index.sentence_store() if self.settings.use_sentences else None
         self.embeddings = index.embeddings
+        self.lexical_weight = (
+            self.settings.lexical_weight
+            if self.settings.lexical_weight is not None
+            else default_lexical_weight(self.settings.embedder)
+        )
 
     @cached_property
     def reranker(self) -> Any:
@@ -96,30 +124,43 @@ class Retriever:
 
         fused: dict[int, float] = {}
         details: dict[int, dict[str, float]] = {}
-        if self.settings.use_dense:
-            t = time.perf_counter()
-            for rank, (position, similarity) in enumerate(
-                self._dense(intent.search_text, scenarios, sections)
-            ):
-                fused[position] = fused.get(position, 0.0) + tuning.dense_weight / (tuning.rrf_k + rank + 1)
-                details.setdefault(position, {})["dense"] = similarity
-            timings["dense_ms"] = (time.perf_counter() - t) * 1000
-        if self.settings.use_lexical:
-            t = time.perf_counter()
-            # Scenario and section words are boosts: lexical search looks for the topic alone.
-            scores = self.lexical.scores(expand_concepts(topic_text(intent.search_text, intent.sections)))
-            if allowed is not None:
-                scores = np.where(allowed, scores, 0.0)
-            order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
-            # A weak best keyword match (a paraphrase shares no word with its passage) says
-            # little: the lexical list then weighs less than the dense one.
-            weight = tuning.lexical_weight * min(
-                1.0, float(scores.max(initial=0.0)) / tuning.lexical_confident
-            )
+
+        def add(order: Sequence[int], weight: float, key: str, values: Sequence[float]) -> None:
             for rank, position in enumerate(order):
                 fused[position] = fused.get(position, 0.0) + weight / (tuning.rrf_k + rank + 1)
-                details.setdefault(position, {})["lexical"] = float(scores[position])
+                seen = details.setdefault(position, {})
+                seen[key] = max(seen.get(key, float("-inf")), values[rank])
+
+        queries = self.queries(intent)
+        if self.settings.use_dense:
+            t = time.perf_counter()
+            vectors = self.embed_queries([text for text, _ in queries])
+            for (_, weight), vector in zip(queries, vectors, strict=True):
+                hits = self._dense(vector, scenarios, sections)
+                add([p for p, _ in hits], tuning.dense_weight * weight, "dense", [s for _, s in hits])
+            timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        if self.settings.use_lexical and self.lexical_weight > 0:
+            t = time.perf_counter()
+            for text, weight in queries:
+                # Scenario and section words are boosts: lexical search looks for the topic alone.
+                scores = self.lexical.scores(expand_concepts(topic_text(text, intent.sections)))
+                if allowed is not None:
+                    scores = np.where(allowed, scores, 0.0)
+                order = [int(i) for i in np.argsort(-scores)[: self.settings.lexical_k] if scores[i] > 0]
+                # A weak best keyword match (a paraphrase shares no word with its passage) says
+                # little: the lexical list then weighs less than the dense one.
+                confidence = min(1.0, float(scores.max(initial=0.0)) / tuning.lexical_confident)
+                add(
+                    order,
+                    self.lexical_weight * weight * confidence,
+                    "lexical",
+                    [float(scores[i]) for i in order],
+                )
             timings["lexical_ms"] = (time.perf_counter() - t) * 1000
+        if intent.cited and tuning.cited_weight:
+            # What the previous answer cited: « Lesquels exactement ? » asks for its detail.
+            order = [self._position[c] for c in intent.cited if c in self._position]
+            add(order, tuning.cited_weight, "cited", [1.0] * len(order))
 
         ranked = sorted(
             ((self._boosted(position, score, intent), position) for position, score in fused.items()),
@@ -140,6 +181,26 @@ class Retriever:
         return RetrievalResult(passages, intent, timings, filters)
 
     # -- parts -------------------------------------------------------------------------------
+    def queries(self, intent: QueryIntent) -> list[tuple[str, float]]:
+        """What is searched, with its weight in the fusion: the question as understood (a
+        follow-up rewritten with the previous question, and the names its answer added); in a
+        conversation, also the question on its own (a change of topic) and the question with
+        the previous answer (« Lesquels ? », a pronoun pointing into that answer)."""
+        queries = [(intent.search_text, 1.0)]
+        if not (intent.conversation and intent.follow_up):
+            return queries
+        alone, answered = self.settings.turn_alone_weight, self.settings.turn_answer_weight
+        if alone and intent.question.strip() != intent.search_text.strip():
+            queries.append((intent.question, alone))
+        if answered and intent.previous_answer:
+            queries.append((f"{intent.question} — {intent.previous_answer}", answered))
+        return queries
+
+    def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Query vectors, in one call when the embedder can batch them."""
+        batch = getattr(self.embeddings, "embed_queries", None)
+        return batch(list(texts)) if batch else [self.embeddings.embed_query(t) for t in texts]
+
     def _allowed(self, scenarios: Sequence[str] | None, sections: Sequence[str] | None) -> np.ndarray | None:
         if not scenarios and not sections:
             return None
@@ -152,7 +213,7 @@ class Retriever:
         return mask
 
     def _dense(
-        self, query: str, scenarios: Sequence[str] | None, sections: Sequence[str] | None
+        self, vector: list[float], scenarios: Sequence[str] | None, sections: Sequence[str] | None
     ) -> list[tuple[int, float]]:
         clauses: list[dict[str, Any]] = []
         if scenarios:
@@ -160,7 +221,6 @@ class Retriever:
         if sections:
             clauses.append({"section_kind": {"$in": list(sections)}})
         where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
-        vector = self.embeddings.embed_query(query)
         limit = min(self.settings.dense_k, len(self.records))
         best: dict[int, float] = {}
         hits = self.vectorstore.similarity_search_by_vector_with_relevance_scores(

@@ -1,0 +1,154 @@
+"""Which passages an answer stands on: the context a model reads, or the lines quoted.
+
+``ContextBuilder.choose`` picks them for a plain question (its best passages, focused), a listing
+(the whole section asked for, in the dossier's order: ``listing_table``), a comparison (the best
+passage of each compared scenario: ``_spread``) or « la première / dernière phrase de … »; and
+adds the other source of any inconsistency the chosen passages hold, so that the dossier's
+contradictions are always shown with both sides.
+
+Deliberately left out: generation and verification (``pipeline``), the wording of quotes
+(``extractive``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from assistant import domain
+from assistant.answer import answerability
+from assistant.answer.comparison import COMPARE_COLUMNS
+from assistant.answer.extractive import (
+    CorpusStats,
+    rank_passages,
+    relevant_variants,
+    section_table,
+    select,
+    select_plain,
+    spans_documents,
+)
+from assistant.answer.inconsistencies import Variant, VariantIndex
+from assistant.schema import Passage
+from assistant.search.query import QueryIntent
+from assistant.text import content_terms
+
+# Passages retrieved, and at most how many an answer may stand on (a listing, a comparison).
+RETRIEVE_K = 10
+MAX_PASSAGES = 5
+# A plain question is answered from its best passages only; a listing (« quelles limites… ») or
+# a comparison needs more of them.
+FOCUSED_PASSAGES = 2
+# A model gets a few more passages to choose from (verification keeps only those it uses); three
+# compacted passages keep the prompt near 400 tokens: ~10 s before the first token here.
+LLM_PASSAGES = 3
+MAX_VARIANTS = 2  # inconsistencies shown at most per answer
+MAX_LISTING = 20  # passages of a section shown whole; a longer one is answered like a question
+POSITIONAL = re.compile(r"\b(premi[eè]re|derni[eè]re) phrase\b", re.IGNORECASE)
+
+
+class ContextBuilder:
+    """The corpus prepared once: its statistics, its trusted passages, its inconsistencies."""
+
+    def __init__(self, stats: CorpusStats, trusted: list[Passage], variant_index: VariantIndex) -> None:
+        self.stats = stats
+        self.trusted = trusted
+        self.variant_index = variant_index
+
+    def choose(
+        self,
+        intent: QueryIntent,
+        passages: list[Passage],
+        wanted: set[str],
+        verdict: answerability.Verdict,
+        extractive: bool,
+    ) -> list[Passage]:
+        """The passages the answer stands on, plus the other source of any inconsistency:
+        ``extractive`` chooses them for an answer made of quotes, otherwise for a model, which
+        gets a few more to choose from."""
+        if verdict.refused:
+            return verdict.nearby or passages[:3]
+        position = POSITIONAL.search(intent.question)
+        if position and passages:
+            chosen = [
+                self._at_position(
+                    intent, passages, wanted, first=position.group(1).lower().startswith("premi")
+                )
+            ]
+        elif intent.compare or (extractive and spans_documents(intent.standalone)):
+            chosen = self._spread(intent, passages, wanted) or passages[:1]
+        elif extractive and not intent.listing:
+            chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
+        else:
+            listing = intent.listing or bool(intent.sections and not intent.follow_up)
+            focused = FOCUSED_PASSAGES if extractive else LLM_PASSAGES
+            chosen = select(
+                passages,
+                wanted,
+                self.stats,
+                MAX_PASSAGES if listing else focused,
+                intent.sections if listing else (),
+                intent.scenarios,
+                keep_ratio=None if extractive else 0.0,
+            )
+        return self._with_variants(chosen, wanted)
+
+    def _with_variants(self, chosen: list[Passage], wanted: set[str]) -> list[Passage]:
+        """``chosen`` plus the other source of each inconsistency it holds (at most MAX_VARIANTS)."""
+        for variant in self.variants(chosen, wanted):
+            if variant.second.chunk_id not in {p.chunk_id for p in chosen}:
+                chosen.append(variant.second)
+        return chosen
+
+    def listing_table(
+        self, intent: QueryIntent, passages: list[Passage], wanted: set[str]
+    ) -> list[Passage] | None:
+        """« Quelles sont les limites de l'ENTPE ? »: the whole table asked for, in document order,
+        plus the other source of any inconsistency; ``None`` for any other question."""
+        if not intent.listing or intent.compare or POSITIONAL.search(intent.question):
+            return None
+        row = self._listing_anchor(intent, passages)
+        if row is None:
+            return None
+        table = section_table(self.trusted, row)
+        return None if len(table) > MAX_LISTING else self._with_variants(table, wanted)
+
+    def _listing_anchor(self, intent: QueryIntent, passages: list[Passage]) -> Passage | None:
+        """The best retrieved passage of the section (and scenario) a listing asks for: a table
+        row, or a paragraph when the section has no table (a synthesis)."""
+        rows = [p for p in passages if p.section_kind in intent.sections]
+        named = [p for p in rows if not intent.scenarios or p.scenario in intent.scenarios]
+        return (named or rows or [None])[0]  # type: ignore[list-item]
+
+    def variants(self, passages: list[Passage], wanted: set[str]) -> list[Variant]:
+        found = self.variant_index.find(passages, wanted - answerability.TYPE_TERMS)
+        return relevant_variants(found, wanted, self.stats)[:MAX_VARIANTS]
+
+    def _at_position(
+        self, intent: QueryIntent, passages: list[Passage], wanted: set[str], first: bool
+    ) -> Passage:
+        """« La première / dernière phrase de … »: the first or last passage of the section the
+        best passage belongs to (the section asked, when the question names one)."""
+        pool = [p for p in passages if p.section_kind in intent.sections] or passages
+        top = rank_passages(pool, wanted, self.stats, intent.scenarios)[0][1]
+        same = [
+            p
+            for p in self.trusted
+            if p.metadata.get("doc_id") == top.metadata.get("doc_id")
+            and p.metadata.get("section") == top.metadata.get("section")
+        ]
+        same.sort(key=lambda p: int(p.metadata.get("position", 0)))
+        return (same[0] if first else same[-1]) if same else top
+
+    def _spread(self, intent: QueryIntent, passages: list[Passage], wanted: set[str]) -> list[Passage]:
+        """A comparison: the best passage of each compared scenario (all three when the question
+        names fewer than two) that speaks of the topic at all; the UGE note counts as the UGE."""
+        named = [s for s in intent.scenarios if s in COMPARE_COLUMNS]
+        targets = set(named) if len(named) >= 2 else set(COMPARE_COLUMNS)
+        chosen: list[Passage] = []
+        seen: set[str] = set()
+        for _, passage in rank_passages(passages, wanted, self.stats):
+            scenario = domain.speaks_for(passage.scenario)
+            relevant = not wanted or content_terms(passage.text) & wanted
+            if scenario in targets and scenario not in seen and (relevant or not chosen):
+                seen.add(scenario)
+                chosen.append(passage)
+        return chosen[:MAX_PASSAGES]
