@@ -61,6 +61,27 @@ def test_extractive_answer_eval_on_the_whole_set(default_retriever: Retriever) -
     assert summary["fact_coverage"] >= floors["fact_coverage"]["min"], summary
 
 
+def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
+    default_retriever: Retriever,
+) -> None:
+    """Far in meaning from the dossier (its centroid), though it names a city of the dossier."""
+    pipeline = AnswerPipeline(default_retriever.settings, default_retriever)
+    market = pipeline.answer("Quels sont les jours de marché à Aix-en-Provence ?")
+    assert market.refused and "sort de son sujet" in market.text and not market.citations
+    # a far paraphrase, with no word of its passage, is still answered
+    paraphrase = pipeline.answer("De quelles entités l'établissement candidat est-il né ?")
+    assert not paraphrase.refused and paraphrase.citations
+    # a follow-up is never judged on its own words
+    follow_up = pipeline.answer(
+        "Lesquelles exactement ?",
+        [
+            {"role": "user", "content": "Que prévoit la note de l'UGE pour les agents du CMA ?"},
+            {"role": "assistant", "content": "Elle prévoit plusieurs garanties pour les agents."},
+        ],
+    )
+    assert not follow_up.refused
+
+
 # -- the real local model ---------------------------------------------------------------------
 def assert_markers_supported(answer: Answer) -> None:
     """Every [n] points to a cited passage, and that passage supports the sentence carrying it:

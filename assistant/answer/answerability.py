@@ -241,13 +241,18 @@ class Assessor:
         passages: Sequence[Passage],
         wanted: set[str],
         history: History | None = None,
+        domain_similarity: float | None = None,
     ) -> Verdict:
         if not passages:
             return Verdict("refuse", "aucun passage du dossier ne correspond à la question")
         # A question asked after others may lean on them (« y », « en »): its words are judged
         # together with the previous question's.
         context = f"{question} {previous}" if (previous := _previous_question(history)) else intent.standalone
-        reason = self.empty_section(intent) or self.off_domain(intent, passages) or self.off_topic(context)
+        reason = (
+            self.empty_section(intent)
+            or self.off_domain(intent, domain_similarity)
+            or self.off_topic(context)
+        )
         if reason:
             return Verdict("refuse", reason, nearby=self._nearby(intent, passages))
         parts = [p.strip(" ,?") for p in PARTS.split(fold(question)) if p.strip(" ,?")]
@@ -279,15 +284,15 @@ class Assessor:
             return f"le document {label} n'a aucun texte dans sa partie {SECTIONS.get(section, section)}"
         return None
 
-    def off_domain(self, intent: QueryIntent, passages: Sequence[Passage]) -> str | None:
-        """A question on its own whose best passage is far from it in meaning (dense similarity
-        below the embedder's measured threshold): outside the dossier, whatever word it shares
-        with it (« Que visiter à Salon-de-Provence ? »). A follow-up is left to the other
-        checks: its own words (« Lesquels ? ») say little without the conversation."""
-        if self.min_similarity is None or intent.follow_up:
+    def off_domain(self, intent: QueryIntent, similarity: float | None) -> str | None:
+        """A question on its own far in meaning from what the dossier is about (its similarity to
+        the centroid of the dossier's passages below the embedder's measured threshold): outside
+        the dossier, whatever word it shares with it (« Que visiter à Salon-de-Provence ? »). A
+        follow-up is left to the other checks: its own words (« Lesquels ? ») say little
+        without the conversation."""
+        if self.min_similarity is None or similarity is None or intent.follow_up:
             return None
-        best = max((p.scores.get("dense", 1.0) for p in passages), default=1.0)
-        if best >= self.min_similarity:
+        if similarity >= self.min_similarity:
             return None
         return "la question sort de son sujet (l'avenir du CMA et les scénarios de son rattachement)"
 

@@ -221,7 +221,9 @@ class AnswerPipeline:
         """Decide whether the dossier answers, the kind of answer, and its passages."""
         wanted = topic_terms(intent.standalone)
         passages = [p for p in found.passages if not looks_like_instructions(p.text)]
-        verdict = self.assessor.assess(question, intent, passages, wanted, history)
+        verdict = self.assessor.assess(
+            question, intent, passages, wanted, history, domain_similarity=found.domain_similarity
+        )
         table = None if verdict.refused else self.context.listing_table(intent, passages, wanted)
         if verdict.refused:
             mode = Mode.REFUSAL

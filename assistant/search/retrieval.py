@@ -42,6 +42,9 @@ class RetrievalResult:
     intent: QueryIntent
     timings: dict[str, float] = field(default_factory=dict)
     filters: dict[str, list[str]] = field(default_factory=dict)
+    # Cosine between the question as understood and the centroid of the dossier's passages:
+    # how much the question is about the dossier at all (None without dense search).
+    domain_similarity: float | None = None
 
 
 @functools.cache
@@ -58,9 +61,9 @@ def default_lexical_weight(embedder: str) -> float:
 
 
 def off_domain_similarity(embedder: str) -> float | None:
-    """Below this similarity of its best passage, a question is outside the dossier's domain;
-    ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
-    value = _tuning_data()["off_domain_similarity"].get(embedder)
+    """Below this similarity to the dossier's centroid, a question is outside the dossier's
+    domain; ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
+    value = _tuning_data()["domain_similarity"].get(embedder)
     return None if value is None else float(value)
 
 
@@ -75,6 +78,7 @@ class Retriever:
         self.lexical = LexicalIndex([r.text for r in self.records])
         self.vectorstore = index.vectorstore()
         self.sentence_store = index.sentence_store() if self.settings.use_sentences else None
+        self.centroid = self._centroid()
         self.embeddings = index.embeddings
         self.lexical_weight = (
             self.settings.lexical_weight
@@ -121,6 +125,7 @@ class Retriever:
         tuning = self.settings
         timings: dict[str, float] = {}
         allowed = self._allowed(scenarios, sections)
+        domain_similarity: float | None = None
 
         fused: dict[int, float] = {}
         details: dict[int, dict[str, float]] = {}
@@ -135,6 +140,8 @@ class Retriever:
         if self.settings.use_dense:
             t = time.perf_counter()
             vectors = self.embed_queries([text for text, _ in queries])
+            if self.centroid is not None:
+                domain_similarity = float(np.dot(np.asarray(vectors[0]), self.centroid))
             for (_, weight), vector in zip(queries, vectors, strict=True):
                 hits = self._dense(vector, scenarios, sections)
                 add([p for p, _ in hits], tuning.dense_weight * weight, "dense", [s for _, s in hits])
@@ -178,7 +185,7 @@ class Retriever:
             passage.rank = rank
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         filters = {"scenarios": list(scenarios or []), "sections": list(sections or [])}
-        return RetrievalResult(passages, intent, timings, filters)
+        return RetrievalResult(passages, intent, timings, filters, domain_similarity)
 
     # -- parts -------------------------------------------------------------------------------
     def queries(self, intent: QueryIntent) -> list[tuple[str, float]]:
@@ -195,6 +202,17 @@ class Retriever:
         if answered and intent.previous_answer:
             queries.append((f"{intent.question} — {intent.previous_answer}", answered))
         return queries
+
+    def _centroid(self) -> np.ndarray | None:
+        """The mean direction of the passages' vectors (unit length): what the dossier is about."""
+        if self.vectorstore is None or not self.records:
+            return None
+        vectors = self.vectorstore.get(include=["embeddings"]).get("embeddings")
+        if vectors is None or len(vectors) == 0:
+            return None
+        mean = np.asarray(vectors, dtype=float).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm else None
 
     def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
         """Query vectors, in one call when the embedder can batch them."""
