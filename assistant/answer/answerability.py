@@ -38,7 +38,7 @@ from assistant.answer.extractive import CorpusStats, topic_terms
 from assistant.domain import SECTIONS
 from assistant.schema import History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, detect_scenarios
-from assistant.search.retrieval import off_domain_similarity
+from assistant.search.retrieval import domain_similarity_threshold
 from assistant.text import analyze, content_terms, fold
 
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
@@ -226,7 +226,7 @@ class Assessor:
 
     def __init__(self, stats: CorpusStats, retriever: Any) -> None:
         self.stats = stats
-        self.min_similarity = off_domain_similarity(retriever.settings.embedder)
+        self.min_similarity = domain_similarity_threshold(retriever.settings.embedder)
         self.sections_by_scenario: dict[str, set[str]] = {}
         for record in retriever.records:
             meta = record.metadata

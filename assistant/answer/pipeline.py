@@ -49,7 +49,7 @@ from assistant.answer.extractive import (
 from assistant.answer.inconsistencies import VariantIndex
 from assistant.answer.llm import backend_for, stream_with_timeout
 from assistant.answer.quotes import QuoteResult, quote_results
-from assistant.schema import Answer, Citation, History, Passage
+from assistant.schema import Answer, Citation, History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, understand
 from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
@@ -178,6 +178,7 @@ class AnswerPipeline:
         """The whole path of one question, top to bottom, as events for a streaming display."""
         started = time.perf_counter()
         question = self.check_question(question)
+        history = as_exchanges(history)  # once: understanding and the assessment both read it
         intent = understand(question, history)
         found = self.retriever.retrieve(intent, scenarios, sections, RETRIEVE_K)
         timings = {"retrieve_ms": found.timings.get("total_ms", 0.0)}

@@ -60,7 +60,7 @@ def default_lexical_weight(embedder: str) -> float:
     return float(weights.get(embedder, weights["other"]))
 
 
-def off_domain_similarity(embedder: str) -> float | None:
+def domain_similarity_threshold(embedder: str) -> float | None:
     """Below this similarity to the dossier's centroid, a question is outside the dossier's
     domain; ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
     value = _tuning_data()["domain_similarity"].get(embedder)
