@@ -1,30 +1,56 @@
 """The comparison table: one column per scenario, one row per section, each cell the dossier's
 own words for that scenario and section (cited), or « non traité dans le dossier ».
 
+Which passages fill a cell (``select_cells``): every passage of that scenario and section is
+scored against the theme — its dense similarity to the theme, standardised over the whole
+dossier, plus its lexical coverage of the theme's words (stems, IDF-weighted, concept classes
+counting half: ``CorpusStats.coverage``) — and the passages above a threshold
+(``Settings.compare_threshold``) fill the cell,
+best first, at most ``CELL_LIMIT``. Each cell is scored on its own passages, so no cell is
+starved by a global top-k. How a cell reads (``cell_lines``) is one function, used by the
+Markdown table (CLI, exports) and by the app: a table row shows its subject and observation,
+a paragraph its best sentence, each with its marker; the UGE's note is marked as such.
+
 Deterministic, no language model. The UGE's proposal note counts for the UGE column.
+Deliberately left out: sections outside the four compared ones (context paragraphs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from assistant import domain
-from assistant.answer.citations import best_span
-from assistant.answer.extractive import NOT_COVERED
+from assistant.answer.citations import best_span, passage_sentences
+from assistant.answer.extractive import NOT_COVERED, CorpusStats
 from assistant.answer.inconsistencies import Variant
 from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Citation, Passage
+from assistant.search.query import related_terms
 from assistant.text import content_terms
 
 COMPARE_COLUMNS = domain.COMPARED
 COMPARE_ROWS = ("opportunites", "limites", "questions", "synthese")
 # The UGE's proposal note has no Opportunités/Limites/Questions tables: its passages go to the
 # UGE column (domain.speaks_for), in the Synthèse row (« Synthèse et note »).
-CELL_LIMIT = 3
-SEMANTIC_TOP = 2
-CELL_CHARS = 160
+NOTE_MARK = "(note de l'université)"
+
+# Relevance of a passage to a theme = z + LEXICAL_WEIGHT × coverage, where z is the passage's
+# cosine to the theme minus the mean over the dossier's passages, in standard deviations (a
+# scale that does not depend on the embedder), and coverage in [0, 1]. Chosen on the curve of
+# evals/compare_dev.jsonl (20 themes, EmbeddingGemma; scripts in the README, « Comparer »):
+# weight 3, threshold 2.0 → cell precision / recall 0.78 / 0.80; 2.25 → 0.81 / 0.80;
+# 2.5 → 0.84 / 0.78; 3.0 → 0.86 / 0.71. Dense alone (weight 0) peaked at 0.78 / 0.76, BM25
+# normalised by its best score instead of coverage at 0.80 / 0.79. 2.25 keeps recall: a cell
+# wrongly left « non traité » hides what the dossier says, an extra row is visibly off-topic.
+LEXICAL_WEIGHT = 3.0
+THRESHOLD = 2.25  # the default of Settings.compare_threshold
+# Rows per cell: beyond 4 the dev set's recall did not move (its cells expect 1 to 4 rows).
+CELL_LIMIT = 4
+CELL_CHARS = 300
 
 
 @dataclass
@@ -46,31 +72,25 @@ class Comparison:
         return [found[m] for m in sorted(found)]
 
     def cell_text(self, column: str, row: str) -> str:
-        cited = self.cells.get((column, row), [])
-        if not cited:
-            return NOT_COVERED
-        return "<br>".join(f"{cell_quote(c)} [{c.marker}]" for c in cited)
+        return "<br>".join(cell_lines(self, column, row))
+
+    def table(self) -> list[tuple[str, list[list[str]]]]:
+        """The table as plain text: (row title, the lines of each column's cell) per row."""
+        return [(row_title(r), [cell_lines(self, c, r) for c in self.columns]) for r in self.rows]
 
     def to_markdown(self) -> str:
-        names = [SCENARIOS.get(c, c) + (" (+ note)" if c == "uge" else "") for c in self.columns]
+        """The table as the CLI prints it and the exports write it."""
+        names = [column_title(c) for c in self.columns]
         lines = [
             f"**Comparaison des scénarios : {self.theme}**",
             "",
             "| Section | " + " | ".join(names) + " |",
             "|---" * (len(names) + 1) + "|",
         ]
-        for row in self.rows:
-            title = "Synthèse et note" if row == "synthese" else SECTIONS.get(row, row)
-            cells = [self.cell_text(c, row).replace("|", "/") for c in self.columns]
-            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+        for title, cells in self.table():
+            lines.append(f"| {title} | " + " | ".join("<br>".join(c).replace("|", "/") for c in cells) + " |")
         lines += ["", "**Sources**"] + [f"[{c.marker}] {c.passage.label}" for c in self.citations]
-        by_id = {c.passage.chunk_id: c.marker for c in self.citations}
-        for v in self.variants:
-            a, b = by_id.get(v.first.chunk_id), by_id.get(v.second.chunk_id)
-            lines.append(
-                f"\nIncohérence du dossier : « {v.first_span} » ({v.first.label}"
-                f"{f' [{a}]' if a else ''}) / « {v.second_span} » ({v.second.label}{f' [{b}]' if b else ''})."
-            )
+        lines += [f"\n{line}" for line in variant_lines(self)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +103,7 @@ class Comparison:
                 for c in self.columns
                 for r in self.rows
             },
+            "table": {f"{c}/{r}": cell_lines(self, c, r) for c in self.columns for r in self.rows},
             "variants": [
                 {
                     "first": v.first.label,
@@ -95,11 +116,32 @@ class Comparison:
         }
 
 
+# -- rendering (one function for the CLI, the exports and the app) ----------------------------
+def column_title(column: str) -> str:
+    return SCENARIOS.get(column, column) + (" (et sa note)" if column == domain.UGE else "")
+
+
+def row_title(row: str) -> str:
+    return "Synthèse et note" if row == "synthese" else SECTIONS.get(row, row)
+
+
+def cell_lines(comparison: Comparison, column: str, row: str) -> list[str]:
+    """What a cell shows, one line per passage (plain text): « non traité dans le dossier »
+    only when no passage of that scenario and section was selected."""
+    cited = comparison.cells.get((column, row), [])
+    if not cited:
+        return [NOT_COVERED]
+    return [
+        f"{cell_quote(c)} [{c.marker}]" + (f" {NOTE_MARK}" if c.passage.scenario == domain.NOTE else "")
+        for c in cited
+    ]
+
+
 def cell_quote(citation: Citation) -> str:
     """A table row shows its subject and its observations; a paragraph its best sentence."""
     passage = citation.passage
     if passage.subject and passage.observations:
-        return f"{short(passage.subject, 60)} : « {short(passage.observations)} »"
+        return f"{short(passage.subject, 120)} : « {short(passage.observations)} »"
     return f"« {short(citation.span)} »"
 
 
@@ -111,31 +153,94 @@ def short(span: str, limit: int = CELL_CHARS) -> str:
     return span[:limit].rsplit(" ", 1)[0] + " …"
 
 
+def variant_lines(comparison: Comparison) -> list[str]:
+    by_id = {c.passage.chunk_id: c.marker for c in comparison.citations}
+    lines = []
+    for v in comparison.variants:
+        a, b = by_id.get(v.first.chunk_id), by_id.get(v.second.chunk_id)
+        lines.append(
+            f"Incohérence du dossier : « {v.first_span} » ({v.first.label}{f' [{a}]' if a else ''}) / "
+            f"« {v.second_span} » ({v.second.label}{f' [{b}]' if b else ''})."
+        )
+    return lines
+
+
+# -- which passages fill a cell -----------------------------------------------------------------
+def cell_of(passage: Passage) -> tuple[str, str] | None:
+    """The (column, row) a passage belongs to: the note's passages → (uge, synthese)."""
+    column = domain.speaks_for(passage.scenario)
+    row = "synthese" if passage.scenario == domain.NOTE else passage.section_kind
+    return (column, row) if column in COMPARE_COLUMNS and row in COMPARE_ROWS else None
+
+
+def standardised(similarities: Mapping[str, float]) -> dict[str, float]:
+    """Each similarity minus the mean over the dossier, in standard deviations."""
+    if not similarities:
+        return {}
+    values = np.asarray(list(similarities.values()), dtype=float)
+    spread = float(values.std()) or 1.0
+    return {key: (value - float(values.mean())) / spread for key, value in similarities.items()}
+
+
+def select_cells(
+    passages: Sequence[Passage],
+    wanted: set[str],
+    similarities: Mapping[str, float],
+    stats: CorpusStats,
+    columns: Sequence[str],
+    rows: Sequence[str] = COMPARE_ROWS,
+    threshold: float = THRESHOLD,
+) -> dict[tuple[str, str], list[tuple[float, Passage]]]:
+    """Per (column, row): the passages relevant to the theme, best first, at most ``CELL_LIMIT``.
+
+    ``similarities`` are the theme's cosines to every passage (empty without dense search: the
+    lexical coverage alone then decides); ``wanted`` the theme's stemmed words."""
+    z = standardised(similarities)
+    scored: dict[tuple[str, str], list[tuple[float, Passage]]] = {}
+    for passage in passages:
+        cell = cell_of(passage)
+        if cell is None or cell[0] not in columns or cell[1] not in rows:
+            continue
+        score = z.get(passage.chunk_id, 0.0) + LEXICAL_WEIGHT * stats.coverage(wanted, passage.text)
+        if score >= threshold:
+            scored.setdefault(cell, []).append((score, passage))
+    return {cell: sorted(found, key=lambda item: -item[0])[:CELL_LIMIT] for cell, found in scored.items()}
+
+
+def cell_span(passage: Passage, wanted: set[str]) -> tuple[str, int]:
+    """The sentence a paragraph is cited by: the one with most of the theme's words (or words
+    of their concept classes), never the section's heading when the passage starts with it."""
+    terms = set(wanted)
+    for term in wanted:
+        terms |= related_terms(term)
+    heading = " ".join(str(passage.metadata.get("section", "")).split())
+    sentences = [s for s in passage_sentences(passage.text) if " ".join(s.split()) != heading]
+    if not sentences:
+        return best_span(passage, "", terms)
+    span = max(sentences, key=lambda s: len(content_terms(s) & terms))
+    return span, passage.text.find(span)
+
+
 def build_comparison(
     theme: str,
     passages: Sequence[Passage],
     wanted: set[str],
     columns: Sequence[str],
+    similarities: Mapping[str, float],
+    stats: CorpusStats,
     rows: Sequence[str] = COMPARE_ROWS,
+    threshold: float = THRESHOLD,
 ) -> Comparison:
-    """Fill each (scenario, section) cell with passages about the theme, in retrieval order.
-
-    A passage belongs to a cell when its best sentence shares a topic word with the theme, or
-    when it is among the retriever's first ``SEMANTIC_TOP`` results (the theme may be named
-    otherwise: « localisation » is « Géographie » in the tables). The breadcrumb is not read:
-    it names every section and would put every row in every theme."""
+    """The table for ``theme``: cells from ``select_cells``, markers numbered in reading order
+    (row by row, column by column), each passage cited by its best sentence for the theme."""
     comparison = Comparison(theme, list(columns), list(rows))
+    selected = select_cells(passages, wanted, similarities, stats, columns, rows, threshold)
     marker = 0
-    for rank, passage in enumerate(passages):
-        scenario = domain.speaks_for(passage.scenario)
-        row = passage.section_kind if passage.scenario != domain.NOTE else "synthese"
-        if scenario not in columns or row not in rows:
-            continue
-        span, start = best_span(passage, "", wanted)
-        if not (content_terms(span) & wanted or rank < SEMANTIC_TOP):
-            continue
-        cell = comparison.cells.setdefault((scenario, row), [])
-        if len(cell) < CELL_LIMIT:
-            marker += 1
-            cell.append(Citation(marker, passage, span, start))
+    for row in rows:
+        for column in columns:
+            for score, passage in selected.get((column, row), []):
+                marker += 1
+                span, start = cell_span(passage, wanted)
+                cited = replace(passage, score=score)
+                comparison.cells.setdefault((column, row), []).append(Citation(marker, cited, span, start))
     return comparison

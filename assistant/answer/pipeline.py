@@ -29,6 +29,7 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from assistant import domain
 from assistant.answer import answerability
 from assistant.answer.citations import Verification, Verifier, best_span, looks_like_instructions
 from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_comparison
@@ -50,9 +51,10 @@ from assistant.answer.inconsistencies import VariantIndex
 from assistant.answer.llm import backend_for, stream_with_timeout
 from assistant.answer.quotes import QuoteResult, quote_results
 from assistant.schema import Answer, Citation, History, Passage, as_exchanges
-from assistant.search.query import QueryIntent, understand
+from assistant.search.query import QueryIntent, topic_text, understand
 from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
+from assistant.text import content_terms
 
 # Passages retrieved for a question (the context builder keeps at most MAX_PASSAGES of them).
 RETRIEVE_K = 10
@@ -429,12 +431,33 @@ class AnswerPipeline:
         return quote_results(result.passages, topic_terms(result.intent.standalone), self.stats, k)
 
     def compare(self, theme: str, scenarios: Sequence[str] | None = None) -> Comparison:
-        """Scenario × section table for a theme; empty cells say « non traité dans le dossier »."""
+        """Scenario × section table for a theme; empty cells say « non traité dans le dossier ».
+
+        The theme is read like a question (« Compare la gouvernance dans les trois scénarios »
+        → « gouvernance »); the columns are ``scenarios``, else the scenarios the theme names
+        (two or more), else all three. Every passage of every cell is scored against the theme
+        (``comparison.select_cells``): the theme's similarity to each passage, then its words."""
         theme = self.check_question(theme)
-        columns = [s for s in (scenarios or COMPARE_COLUMNS) if s in COMPARE_COLUMNS] or list(COMPARE_COLUMNS)
+        intent = understand(theme)
+        named = {domain.speaks_for(s) for s in intent.scenarios}
+        columns = [s for s in (scenarios or []) if s in COMPARE_COLUMNS]
+        if not columns and len(named & set(COMPARE_COLUMNS)) >= 2:
+            columns = [s for s in COMPARE_COLUMNS if s in named]
+        columns = columns or list(COMPARE_COLUMNS)
         wanted = answerability.theme_terms(theme)
-        result = self.retriever.search(theme, k=len(self.corpus))
-        comparison = build_comparison(theme, result.passages, wanted, columns)
+        # The dense query is the theme's topic words alone: « compare », « trois » or the
+        # scenarios' names would pull every passage towards the same few.
+        topic = topic_text(intent.standalone, intent.sections)
+        topic = " ".join(w for w in topic.split() if content_terms(w) & wanted) or topic or theme
+        comparison = build_comparison(
+            theme,
+            self.trusted,
+            wanted,
+            columns,
+            self.retriever.similarities(topic),
+            self.stats,
+            threshold=self.settings.compare_threshold,
+        )
         comparison.variants = self.variant_index.find([c.passage for c in comparison.citations], wanted)[
             :MAX_VARIANTS
         ]

@@ -278,11 +278,13 @@ def _quotes_message(turn: Turn) -> str:
 
 
 def _comparison_message(turn: Turn) -> str:
-    from assistant.answer.comparison import short
+    """The comparison table: the same cells as the CLI and the exports (``Comparison.table``,
+    « | » written « / » as in ``Comparison.to_markdown``), each line escaped for Markdown."""
+    from assistant.answer.comparison import column_title, variant_lines
     from assistant.answer.extractive import NOT_COVERED
 
     comparison = turn.comparison
-    names = [SCENARIOS.get(c, c) + (" (et sa note)" if c == "uge" else "") for c in comparison.columns]
+    names = [column_title(c) for c in comparison.columns]
     lines = [
         _header(turn),
         f"**Comparaison des scénarios : {md_escape(comparison.theme)}**",
@@ -290,29 +292,18 @@ def _comparison_message(turn: Turn) -> str:
         "| Section | " + " | ".join(md_escape(n) for n in names) + " |",
         "|---" * (len(names) + 1) + "|",
     ]
-    for row in comparison.rows:
-        title = "Synthèse et note" if row == "synthese" else SECTIONS.get(row, row)
-        cells = []
-        for column in comparison.columns:
-            cited = comparison.cells.get((column, row), [])
-            cells.append(
-                "<br>".join(
-                    f"« {md_escape(short(c.span))} » [{c.marker}]".replace("[", "\\[").replace("]", "\\]")
-                    for c in cited
-                )
-                or f"*{md_escape(NOT_COVERED)}*"
-            )
-        lines.append(f"| **{md_escape(title)}** | " + " | ".join(cells) + " |")
+    for title, cells in comparison.table():
+        shown = [
+            f"*{md_escape(NOT_COVERED)}*"
+            if cell == [NOT_COVERED]
+            else "<br>".join(md_escape(line.replace("|", "/")) for line in cell)
+            for cell in cells
+        ]
+        lines.append(f"| **{md_escape(title)}** | " + " | ".join(shown) + " |")
     if comparison.citations:
         lines.append("\n" + _sources_line(comparison.citations))
-    for v in comparison.variants:
-        lines.append(
-            "\n> "
-            + md_escape(
-                f"Incohérence du dossier : « {v.first_span} » ({v.first.label}) / "
-                f"« {v.second_span} » ({v.second.label})."
-            )
-        )
+    for line in variant_lines(comparison):
+        lines.append("\n> " + md_escape(line))
     return "\n".join(lines)
 
 

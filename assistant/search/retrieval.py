@@ -187,6 +187,43 @@ class Retriever:
         filters = {"scenarios": list(scenarios or []), "sections": list(sections or [])}
         return RetrievalResult(passages, intent, timings, filters, domain_similarity)
 
+    def similarities(self, text: str) -> dict[str, float]:
+        """Cosine between ``text`` (as a query) and every passage, by chunk id; a passage is as
+        close as its closest sentence. Exhaustive (no top-k), so that a caller filtering by
+        scenario and section afterwards sees every passage of each cell (the comparison table);
+        empty without dense search."""
+        if not self.settings.use_dense or not self.records:
+            return {}
+        query = np.asarray(self.embed_queries([text])[0], dtype=float)
+        best: dict[str, float] = {}
+        for vectors, owners in self._vector_tables:
+            for owner, value in zip(owners, vectors @ query, strict=True):
+                best[owner] = max(best.get(owner, -1.0), float(value))
+        return {r.chunk_id: best.get(r.chunk_id, -1.0) for r in self.records}
+
+    @cached_property
+    def _vector_tables(self) -> list[tuple[np.ndarray, list[str]]]:
+        """The stored vectors (unit length) and the chunk each belongs to: the passages', then
+        their sentences' (when the index has them)."""
+        tables = []
+        stores = [(self.vectorstore, False), (self.sentence_store, True)]
+        for store, sentences in stores:
+            if store is None:
+                continue
+            stored = store.get(include=["embeddings", "metadatas"])
+            vectors = stored.get("embeddings")
+            if vectors is None or len(vectors) == 0:
+                continue
+            matrix = np.asarray(vectors, dtype=float)
+            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            owners = (
+                [str((m or {}).get("parent", "")) for m in stored["metadatas"]]
+                if sentences
+                else [str(i) for i in stored["ids"]]
+            )
+            tables.append((matrix, owners))
+        return tables
+
     # -- parts -------------------------------------------------------------------------------
     def queries(self, intent: QueryIntent) -> list[tuple[str, float]]:
         """What is searched, with its weight in the fusion: the question as understood (a
