@@ -41,11 +41,12 @@ NOTE_MARK = "(note de l'université)"
 # Relevance of a passage to a theme = z + LEXICAL_WEIGHT × coverage, where z is the passage's
 # cosine to the theme minus the mean over the dossier's passages, in standard deviations (a
 # scale that does not depend on the embedder), and coverage in [0, 1]. Chosen on the curve of
-# evals/compare_dev.jsonl (20 themes, EmbeddingGemma; scripts in the README, « Comparer »):
-# weight 3, threshold 2.0 → cell precision / recall 0.78 / 0.80; 2.25 → 0.81 / 0.80;
-# 2.5 → 0.84 / 0.78; 3.0 → 0.86 / 0.71. Dense alone (weight 0) peaked at 0.78 / 0.76, BM25
-# normalised by its best score instead of coverage at 0.80 / 0.79. 2.25 keeps recall: a cell
-# wrongly left « non traité » hides what the dossier says, an extra row is visibly off-topic.
+# evals/compare_dev.jsonl (20 themes, EmbeddingGemma; `python evals/eval_compare.py
+# evals/compare_dev.jsonl --curve …`), cell precision / recall: threshold 2.0 → 0.75 / 0.83;
+# 2.25 → 0.81 / 0.80; 2.5 → 0.82 / 0.76; 3.0 → 0.90 / 0.72. In the same analysis dense alone
+# peaked at 0.78 / 0.76, and BM25 normalised by its best score instead of coverage at 0.80 /
+# 0.79; weight 3 beat 1.5, 2 and 4. 2.25 keeps recall: a cell wrongly left « non traité »
+# hides what the dossier says, an extra row is visibly off-topic.
 LEXICAL_WEIGHT = 3.0
 THRESHOLD = 2.25  # the default of Settings.compare_threshold
 # Rows per cell: beyond 4 the dev set's recall did not move (its cells expect 1 to 4 rows).
