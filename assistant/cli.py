@@ -428,17 +428,29 @@ def _print_sources(answer: Any) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.answer.errors import QuestionError
-    from assistant.answer.pipeline import AnswerEvent, TokenEvent
+    from assistant.answer.pipeline import AnswerEvent, SentenceEvent, VerbatimEvent
+    from assistant.answer.presentation import understood_line
+    from assistant.answer.synthesis import SYNTHESIS_LEAD
 
     assistant = open_assistant(_settings(args))
     print(f"Modèle : {assistant.model_status}", file=sys.stderr)
-    streamed = ""
     answer = None
+    synthesis = False
     try:
         for event in assistant.stream(args.question, scenarios=args.scenario, sections=args.section):
-            if isinstance(event, TokenEvent) and assistant.model is not None and not args.json:
-                streamed += event.text
-                print(event.text, end="", flush=True)
+            if args.json:
+                answer = event.answer if isinstance(event, AnswerEvent) else answer
+            elif isinstance(event, VerbatimEvent):
+                # The dossier's lines first, at once; a synthesis, if any, follows sentence by
+                # sentence, each one verified before it is printed.
+                print("\n\n".join(p for p in (event.answer.lead, event.answer.body, event.answer.gap) if p))
+                if line := understood_line(event.answer):
+                    print(f"\n({line})")
+            elif isinstance(event, SentenceEvent):
+                if not synthesis:
+                    print(f"\n{SYNTHESIS_LEAD}\n")
+                    synthesis = True
+                print(event.text, end=" ", flush=True)
             elif isinstance(event, AnswerEvent):
                 answer = event.answer
     except QuestionError as error:
@@ -448,18 +460,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0
-    if answer.standalone_question.strip() != answer.question.strip():
-        print(f"Question comprise : {answer.standalone_question}\n")
-    if streamed:
-        if streamed.strip() == answer.text.strip():
-            print()
-        else:
-            print("\n\n— Réponse vérifiée (phrases et citations contrôlées dans le dossier) —\n")
-            print(answer.text)
-    else:
-        print(answer.text)
+    if synthesis:
+        print()
     _print_sources(answer)
-    print(f"({answer.timings.get('total_ms', 0):.0f} ms, {answer.backend})", file=sys.stderr)
+    print(f"({answer.timings.get('total_ms', 0):.0f} ms)", file=sys.stderr)
     return 0
 
 

@@ -16,7 +16,8 @@ Deliberately left out: per-user accounts beyond Gradio's optional login, and rat
 from __future__ import annotations
 
 import logging
-import time
+import statistics
+from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -77,6 +78,10 @@ EXAMPLES = [
     ["Cite textuellement les activités principales du CMA", "Citations"],
 ]
 QUOTES_K = 8
+# The wait announced while a synthesis is written: the median of the last answers' synthesis
+# times in this process, once there are a few of them (none is announced before).
+SYNTHESIS_SAMPLES = 20
+MIN_SYNTHESIS_SAMPLES = 3
 
 
 class AssistantApp:
@@ -90,9 +95,15 @@ class AssistantApp:
         self.turn_exports = TurnExports(self.exports)
         self.feedback = FeedbackWriter(settings.feedback_path)
         self.demo: gr.Blocks | None = None
-        # Measured on two cores: the local model needs ~25 s before its first token (MODELS.md).
-        backend = self._status().get("backend", "")
-        self.wait_hint = " (modèle local : comptez 30 s à 1 min)" if backend == "local" else ""
+        # How long a synthesis takes, measured here on the last answers (never a promised figure).
+        self.synthesis_times: deque[float] = deque(maxlen=SYNTHESIS_SAMPLES)
+
+    @property
+    def wait_hint(self) -> str:
+        if len(self.synthesis_times) < MIN_SYNTHESIS_SAMPLES:
+            return ""
+        typical = statistics.median(self.synthesis_times) / 1000
+        return f" (ici, en général {typical:.0f} s)"
 
     def _status(self) -> dict[str, Any]:
         try:
@@ -230,25 +241,27 @@ class AssistantApp:
     def _stream_answer(
         self, turn: Turn, turns: list[Turn], history: list[Exchange]
     ) -> Iterator[tuple[Any, ...]]:
-        from assistant.answer.pipeline import AnswerEvent, PassagesEvent, TokenEvent
+        from assistant.answer.pipeline import AnswerEvent, PassagesEvent, SentenceEvent, VerbatimEvent
 
         filters = turn.filters
         events = self.assistant.stream(
             turn.question, history, filters["scenarios"] or None, filters["sections"] or None
         )
-        last = 0.0
         for event in events:
             if isinstance(event, PassagesEvent):
                 turn.passages = list(event.passages)
-                yield chat_messages(turns), sources_html(turn), turns, ""
-            elif isinstance(event, TokenEvent):
-                turn.partial += event.text
-                if time.monotonic() - last > 0.2:  # enough for reading; spares the browser
-                    last = time.monotonic()
-                    yield chat_messages(turns), sources_html(turn), turns, ""
+            elif isinstance(event, VerbatimEvent):
+                # The dossier's lines at once; a synthesis follows only as verified sentences.
+                turn.answer, turn.synthesising = event.answer, event.synthesis_follows
+            elif isinstance(event, SentenceEvent):
+                turn.synthesis.append(event.text)
             elif isinstance(event, AnswerEvent):
-                turn.answer = event.answer
+                turn.answer, turn.synthesising = event.answer, False
                 turn.filters = dict(event.answer.filters) or turn.filters
+                if "synthesis_ms" in event.answer.timings:
+                    self.synthesis_times.append(event.answer.timings["synthesis_ms"])
+                continue
+            yield chat_messages(turns), sources_html(turn), turns, ""
 
     def show_sources(self, turns: list[Turn], event: gr.SelectData) -> str:
         """A click on a message shows the sources of that exchange in the panel."""
