@@ -70,7 +70,7 @@ def open_client(settings: Settings) -> Any:
     except Exception as exc:
         # A failed start stays in Chroma's per-folder cache and breaks every later client.
         forget_client(folder)
-        reason = f"{folder / 'chroma.sqlite3'} : {_short(exc)}"
+        reason = f"{folder / 'chroma.sqlite3'} illisible : {_short(exc)}"
         raise IndexDamaged(
             f"L'index enregistré est endommagé ({reason}) : lancez « assistant index ».", reason
         ) from exc
@@ -96,8 +96,15 @@ def set_aside(folder: Path) -> Path | None:
     forget_client(folder)
     if not folder.exists():
         return None
-    target = folder.with_name(f"{folder.name}.endommage-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder.rename(target)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    target = folder.with_name(f"{folder.name}.endommage-{stamp}")
+    try:
+        folder.rename(target)
+    except OSError as exc:
+        reason = describe_write_failure(exc, folder.parent)
+        raise IndexWriteFailed(
+            f"L'index endommagé n'a pas pu être mis de côté ({folder}) : {reason or exc}"
+        ) from exc
     # Only the latest damaged copy is kept: an index that keeps breaking must not fill the disk.
     for older in folder.parent.glob(f"{folder.name}.endommage-*"):
         if older != target:
