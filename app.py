@@ -17,11 +17,16 @@ from typing import Any
 
 def open_assistant(settings: Any) -> Any:
     """The opened Assistant; it falls back to extractive mode (and says why) when the LLM fails."""
-    from assistant.cli import _progress_bar
+    from assistant.cli import _progress_bar, report_index
     from assistant.service import Assistant
 
     print("Ouverture de l'index (construit ou mis à jour s'il le faut)…", file=sys.stderr)
-    return Assistant.open(settings, progress=_progress_bar())
+    assistant = Assistant.open(settings, progress=_progress_bar())
+    if assistant.index_report is not None:
+        report_index(assistant.index_report)
+    if assistant.index_notice:
+        print(f"Attention : {assistant.index_notice}", file=sys.stderr)
+    return assistant
 
 
 def main() -> int:

@@ -74,7 +74,11 @@ def report_index(report: Any, out: Any = None) -> None:
     if report is None:
         print("Index à jour : rien à recalculer.", file=out)
         return
+    for notice in report.notices:
+        print(notice, file=out)
     print(report.summary_fr(), file=out)
+    for duplicate in report.duplicates:
+        print(f"  Passages en double : {duplicate}", file=out)
     for error in report.refused:
         print(f"  Refusé : {error}", file=out)
     for name in report.kept_previous:
@@ -100,6 +104,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                     "refused": [
                         {"file": e.path.name, "reason": e.reason} for e in (report.refused if report else [])
                     ],
+                    "notices": report.notices if report else [],
+                    "duplicates": report.duplicates if report else [],
                     "seconds": round(report.seconds, 2) if report else 0.0,
                 },
                 ensure_ascii=False,
@@ -115,6 +121,8 @@ def open_assistant(settings: Settings, with_model: bool = True) -> Any:
     assistant = Assistant.open(settings, progress=_progress_bar(), with_model=with_model)
     if assistant.index_report is not None:
         report_index(assistant.index_report)
+    if assistant.index_notice:
+        print(f"Attention : {assistant.index_notice}", file=sys.stderr)
     return assistant
 
 
@@ -216,9 +224,7 @@ def _eval_run(args: argparse.Namespace) -> int:
             print(f"Erreur : {error}", file=sys.stderr)
             return 2
     if args.mode == "answer":
-        from assistant.service import Assistant
-
-        assistant = Assistant.open(settings, progress=_progress_bar())
+        assistant = open_assistant(settings)
         print(f"Modèle : {assistant.model_status}", file=sys.stderr)
     else:
         assistant = open_assistant(settings, with_model=False)

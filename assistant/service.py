@@ -1,6 +1,8 @@
 """The assistant as the CLI and the Gradio app see it: one object, opened once per process.
 
-``Assistant.open`` makes sure the index is fresh (building it when missing or stale), builds the
+``Assistant.open`` makes sure the index is fresh (building it when missing, damaged or stale;
+answering from the previous intact generation, with a French notice, when an update cannot be
+made — another indexer at work, a full disk, a crash), builds the
 retriever and the chat model the settings ask for — falling back to the extractive backend, with
 the reason in French, when the model cannot be used — and wires them into the ``AnswerPipeline``.
 Every question goes through that pipeline; this class adds no logic of its own beyond keeping
@@ -42,6 +44,7 @@ class Assistant:
         model: Any = None,
         model_status: str = "",
         index_report: IndexReport | None = None,
+        index_notice: str = "",
     ) -> None:
         self.settings = settings
         self.index = index
@@ -49,6 +52,8 @@ class Assistant:
         self.model_status = model_status
         # What opening the assistant did to the index (``None`` when it was already fresh).
         self.index_report = index_report
+        # French, non-empty while answers come from an index that is not up to date.
+        self.index_notice = index_notice
         self._lock = threading.RLock()  # one index change at a time within this process
         self.pipeline = self._pipeline()
 
@@ -61,9 +66,9 @@ class Assistant:
         ``with_model=False`` loads no language model: searches, quotes and comparisons are
         verbatim and need none."""
         index = CorpusIndex(settings)
-        report = index.ensure(progress)
+        report, notice = index.open_for_reading(progress)
         model, status = build_model(settings) if with_model else (None, EXTRACTIVE_STATUS)
-        return cls(settings, index, model, status, report)
+        return cls(settings, index, model, status, report, notice)
 
     def _pipeline(self) -> AnswerPipeline:
         retriever = Retriever(self.index, self.settings)
@@ -118,6 +123,7 @@ class Assistant:
             "backend": self.pipeline.backend,
             "chunks": len(self.pipeline.corpus),
             "index": self.index.state(),
+            "index_notice": self.index_notice,
             "documents": self.index.documents(),
         }
 
@@ -126,6 +132,7 @@ class Assistant:
         """Bring the index in line with the corpus folder, then rebuild the retriever."""
         with self._lock:
             report = self.index.update(progress=progress, force=force)
+            self.index_notice = ""
             self.pipeline = self._pipeline()
             return report
 

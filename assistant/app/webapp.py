@@ -126,6 +126,8 @@ class AssistantApp:
             f"**Index** : {chunks} passages, {count} documents",
         ]
         text = " · ".join(parts)
+        if status.get("index_notice"):
+            text += "  \n⚠ " + md_escape(str(status["index_notice"]))
         if self.startup_note:
             text += "  \n" + md_escape(self.startup_note)
         return text
