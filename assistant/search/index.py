@@ -26,12 +26,11 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from assistant.ingest.chunking import CHUNKER_VERSION, chunk_blocks, sentence_units
+from assistant.ingest.chunking import CHUNKER_VERSION
 from assistant.ingest.errors import IngestError, file_sha256
-from assistant.ingest.formats import load_document
-from assistant.ingest.structure import build_blocks
 from assistant.schema import Chunk
 from assistant.search.embeddings import ProgressEmbeddings, build_embeddings, embedder_name
+from assistant.search.prepare import PreparedDocument, chunk_metadata, load_chunks, sentence_rows
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,8 +215,16 @@ class CorpusIndex:
         return self.update(progress=progress)
 
     # -- building ----------------------------------------------------------------------------
-    def update(self, progress: Progress | None = None, force: bool = False) -> IndexReport:
-        """Bring the index in line with the corpus folder (see the module docstring)."""
+    def update(
+        self,
+        progress: Progress | None = None,
+        force: bool = False,
+        prepared: PreparedDocument | None = None,
+    ) -> IndexReport:
+        """Bring the index in line with the corpus folder (see the module docstring).
+
+        ``prepared``: a file of the folder already read and embedded; used as is when its
+        SHA-256 still matches the file."""
         started = time.perf_counter()
         report = IndexReport()
         with self._writer_lock():
@@ -230,6 +237,7 @@ class CorpusIndex:
 
             plan: list[tuple[str, str, list[Chunk] | None]] = []  # (name, sha, new chunks)
             refused: dict[str, Any] = {}
+            known: dict[str, list[float]] = {}
             for path in corpus_files(self.settings.corpus_dir):
                 sha = file_sha256(path)
                 previous = old_files.get(path.name)
@@ -238,8 +246,11 @@ class CorpusIndex:
                     report.unchanged.append(path.name)
                     continue
                 try:
-                    document = load_document(path)
-                    chunks = chunk_blocks(build_blocks(document), source=path.name)
+                    if prepared is not None and (prepared.name, prepared.sha256) == (path.name, sha):
+                        chunks = prepared.chunks
+                        known.update(prepared.vectors)
+                    else:
+                        chunks = load_chunks(path, self.settings)
                 except IngestError as error:
                     report.refused.append(error)
                     refused[path.name] = {"sha256": sha, "reason": error.reason}
@@ -251,7 +262,6 @@ class CorpusIndex:
                 (report.updated if previous else report.added).append(path.name)
             report.removed = sorted(set(old_files) - {name for name, _, _ in plan})
 
-            known: dict[str, list[float]] = {}
             kept_records: list[tuple[str, str, dict[str, Any]]] = []
             if old_collection and reuse:
                 kept_ids = [cid for name, _, c in plan if c is None for cid in old_files[name]["chunk_ids"]]
@@ -285,15 +295,7 @@ class CorpusIndex:
                 for chunk in chunks:
                     ids.append(chunk.chunk_id)
                     texts.append(chunk.embedding_text())
-                    metadatas.append(
-                        chunk.metadata
-                        | {
-                            "text": chunk.text,
-                            "label": chunk.breadcrumb,
-                            "start": chunk.start,
-                            "end": chunk.end,
-                        }
-                    )
+                    metadatas.append(chunk_metadata(chunk))
                 files_entry[name] = {
                     "sha256": sha,
                     "doc_id": chunks[0].doc_id if chunks else "",
@@ -309,16 +311,7 @@ class CorpusIndex:
                 stored = self._vectorstore(old_sentences).get(include=["embeddings", "documents"])
                 for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
                     known[doc] = [float(x) for x in vector]
-            unit_ids: list[str] = []
-            unit_texts: list[str] = []
-            unit_metas: list[dict[str, Any]] = []
-            for cid, meta in zip(ids, metadatas, strict=True):
-                for number, unit in enumerate(sentence_units(str(meta["text"]))):
-                    unit_ids.append(f"{cid}#s{number:02d}")
-                    unit_texts.append(f"{meta['doc_label']} › {meta['section']}\n{unit}")
-                    unit_metas.append(
-                        {"parent": cid, "scenario": meta["scenario"], "section_kind": meta["section_kind"]}
-                    )
+            unit_ids, unit_texts, unit_metas = sentence_rows(ids, metadatas)
 
             to_embed = len({t for t in texts + unit_texts if t not in known})
             report.embedded_sentences = sum(1 for t in unit_texts if t not in known)
