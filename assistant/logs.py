@@ -76,9 +76,8 @@ def setup_logging(settings: Settings, level: int = logging.WARNING) -> Path | No
         log_path = None
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(OneLineFormatter(log_path))
-    for handler in (console, file_handler):
-        if handler is None:
-            continue
+    handlers: list[logging.Handler] = [console] + ([file_handler] if file_handler is not None else [])
+    for handler in handlers:
         setattr(handler, _MARK, True)
         handler.setLevel(level)
         root.addHandler(handler)
