@@ -19,6 +19,7 @@ Deliberately left out: writing to Chroma — one writer, the app's process, unde
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -156,7 +157,11 @@ def _run_child(path: Path, out: Path, settings: Settings, progress: Progress | N
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, cwd=str(root), env=env
         )
         assert process.stdout is not None
-        reader = threading.Thread(target=_relay_progress, args=(process.stdout, progress), daemon=True)
+        # In the caller's context: Gradio finds the event a progress update belongs to there.
+        context = contextvars.copy_context()
+        reader = threading.Thread(
+            target=context.run, args=(_relay_progress, process.stdout, progress), daemon=True
+        )
         reader.start()
         try:
             process.wait(timeout=timeout)
