@@ -30,7 +30,7 @@ def open_assistant(settings: Any) -> Any:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from assistant.logs import setup_logging
     from assistant.settings import Settings, SettingsError
 
     try:
@@ -38,6 +38,8 @@ def main() -> int:
     except SettingsError as error:
         print(f"Erreur de configuration : {error}", file=sys.stderr)
         return 2
+    # One line per error on stderr, the traceback in the log file (settings.log_path).
+    setup_logging(settings)
     # Gradio reads its temp folder when it is imported: point it at the app's own folder first.
     settings.app_temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ["GRADIO_TEMP_DIR"] = str(settings.app_temp_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.domain import SCENARIOS, SECTIONS
+from assistant.logs import setup_logging
 from assistant.settings import Settings, SettingsError
 
 log = logging.getLogger("assistant")
@@ -607,9 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    try:  # one line per error on stderr, the traceback in the log file
+        setup_logging(Settings.from_env(), level)
+    except SettingsError:  # the command reports the bad setting itself
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
     except SettingsError as error:

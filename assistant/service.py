@@ -26,10 +26,10 @@ from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
 from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
 from assistant.answer.quotes import QuoteResult
 from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
-from assistant.ingest.formats import load_document
 from assistant.schema import Answer, History
 from assistant.search.embeddings import embedder_name
 from assistant.search.index import CorpusIndex, IndexReport, Progress
+from assistant.search.prepare import prepare_document
 from assistant.search.retrieval import RetrievalResult, Retriever
 from assistant.settings import Settings
 
@@ -139,9 +139,10 @@ class Assistant:
     def add_document(self, src_path: Path | str, progress: Progress | None = None) -> IndexReport:
         """Copy a document into the corpus folder and index it; a failed add changes nothing.
 
-        The file is first loaded from a private temporary copy (``loaders.load_document``): a file
-        that does not load never reaches the corpus folder. A file that replaces one of the same
-        name is restored if indexing then refuses it."""
+        The file is first read, cut and embedded from a private temporary copy in a bounded child
+        process (``prepare_document``: time, memory, passages), while questions are still answered
+        from the current index: a file that does not load never reaches the corpus folder. A file
+        that replaces one of the same name is restored if indexing then refuses it."""
         source = Path(src_path)
         if source.suffix.lower() not in SUPPORTED_EXTENSIONS:
             raise IngestError(
@@ -155,7 +156,8 @@ class Assistant:
                 shutil.copyfile(source, staged)
             except OSError as exc:
                 raise IngestError(source, f"fichier illisible ({exc.strerror or exc}).") from exc
-            load_document(staged)  # raises IngestError (French) before anything changes
+            # Raises IngestError (French) before anything changes.
+            prepared = prepare_document(staged, self.settings, progress)
             corpus = Path(self.settings.corpus_dir)
             corpus.mkdir(parents=True, exist_ok=True)
             target = corpus / source.name
@@ -167,7 +169,7 @@ class Assistant:
                 shutil.copy2(target, backup)
             shutil.copyfile(staged, target)
             try:
-                report = self.index.update(progress=progress)
+                report = self.index.update(progress=progress, prepared=prepared)
             except Exception:
                 self._restore(target, backup if had_previous else None)
                 raise

@@ -8,9 +8,10 @@ comparison and index operation is the Assistant's; the pieces live in their own 
 - ``assistant/rendering.py``: safe Markdown/HTML for untrusted text (chat, sources), the look;
 - ``assistant/exports.py``: the Markdown/CSV files written into the export folder;
 - ``assistant/uploads.py``: the checks on uploaded documents, and the Corpus tab;
-- ``assistant/eval_tab.py``: the Évaluation tab (run a question set, read and download the report).
+- ``assistant/eval_tab.py``: the Évaluation tab (run a question set, read and download the report);
+- ``assistant/guards.py``: failed logins limited per client, the French « file d'attente pleine ».
 
-Deliberately left out: per-user accounts beyond Gradio's optional login, and rate limiting.
+Deliberately left out: per-user accounts beyond Gradio's optional login.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import gradio as gr
 
 from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
 from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
+from assistant.app.guards import DEFAULT_WAIT_S, LoginLimiter, french_queue_full, queue_full
 from assistant.app.rendering import (
     CSS,
     HELP_TEXT,
@@ -176,10 +178,7 @@ class AssistantApp:
                 "la question suivante (elle est restée dans la zone de saisie)."
             )
         if not problem and self._queue_is_full():
-            problem = (
-                "L'assistant traite déjà le nombre maximal de demandes. Patientez une minute, puis "
-                "renvoyez votre question (elle est restée dans la zone de saisie)."
-            )
+            problem = queue_full(DEFAULT_WAIT_S) + " Votre question est restée dans la zone de saisie."
         if problem:
             notice = f'<div class="msg-error">{h(problem)}</div>'
             return gr.skip(), gr.skip(), "", notice, gr.skip(), gr.skip()
@@ -463,7 +462,16 @@ class AssistantApp:
     def launch(self, **overrides: Any) -> Any:
         demo = self.demo or self.build()
         demo.queue(max_size=self.settings.app_queue_size, default_concurrency_limit=1)
+        french_queue_full(demo)
+        from starlette.middleware import Middleware
+
+        limiter = Middleware(
+            LoginLimiter,  # type: ignore[arg-type]
+            max_attempts=self.settings.login_max_attempts,
+            window_s=self.settings.login_window_s,
+        )
         options: dict[str, Any] = {
+            "app_kwargs": {"middleware": [limiter]},
             "auth": parse_auth(self.settings.app_auth),
             "auth_message": f"{TITLE} : identifiez-vous.",
             "allowed_paths": [str(self.exports.root)],
@@ -493,12 +501,13 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 def blocked_paths(settings: Settings) -> list[str]:
-    """What Gradio must never serve: the index, the corpus originals, feedback, caches, secrets."""
+    """What Gradio must never serve: the index, the corpus originals, feedback, logs, caches, secrets."""
     paths = [
         settings.index_dir,
         settings.corpus_dir,
         settings.cache_dir,
         settings.feedback_path.parent,
+        settings.log_path.parent,
         PROJECT_ROOT / ".env",
     ]
     temp = settings.app_temp_dir.resolve()

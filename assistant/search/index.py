@@ -33,6 +33,7 @@ from assistant.ingest.chunking import CHUNKER_VERSION
 from assistant.ingest.errors import file_sha256
 from assistant.search.embeddings import build_embeddings, embedder_name
 from assistant.search.index_build import IndexReport, Progress, build, corpus_files
+from assistant.search.prepare import PreparedDocument
 from assistant.search.store import (
     IndexBusy,
     IndexDamaged,
@@ -250,9 +251,15 @@ class CorpusIndex:
             )
 
     # -- building ----------------------------------------------------------------------------
-    def update(self, progress: Progress | None = None, force: bool = False) -> IndexReport:
-        """Bring the index in line with the corpus folder (``index_build.build``)."""
-        return build(self, progress=progress, force=force)
+    def update(
+        self,
+        progress: Progress | None = None,
+        force: bool = False,
+        prepared: PreparedDocument | None = None,
+    ) -> IndexReport:
+        """Bring the index in line with the corpus folder (``index_build.build``); ``prepared``:
+        a file already read and embedded in a bounded child process (``search.prepare``)."""
+        return build(self, progress=progress, force=force, prepared=prepared)
 
     def forget_records(self) -> None:
         self._records = None

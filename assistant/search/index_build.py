@@ -24,12 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.ingest.chunking import chunk_blocks, sentence_units
 from assistant.ingest.errors import IngestError, file_sha256
-from assistant.ingest.formats import load_document
-from assistant.ingest.structure import build_blocks
 from assistant.schema import Chunk
 from assistant.search.embeddings import ProgressEmbeddings
+from assistant.search.prepare import PreparedDocument, chunk_metadata, load_chunks, sentence_rows
 from assistant.search.store import IndexWriteFailed, describe_write_failure
 
 if TYPE_CHECKING:
@@ -92,8 +90,16 @@ def now() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
-def build(index: CorpusIndex, progress: Progress | None = None, force: bool = False) -> IndexReport:
-    """Bring the index in line with the corpus folder (see the module docstring)."""
+def build(
+    index: CorpusIndex,
+    progress: Progress | None = None,
+    force: bool = False,
+    prepared: PreparedDocument | None = None,
+) -> IndexReport:
+    """Bring the index in line with the corpus folder (see the module docstring).
+
+    ``prepared``: a file of the folder already read and embedded (``search.prepare``, in a
+    bounded child process); used as is when its SHA-256 still matches the file."""
     started = time.perf_counter()
     report = IndexReport()
     with index.writer_lock():
@@ -111,6 +117,7 @@ def build(index: CorpusIndex, progress: Progress | None = None, force: bool = Fa
 
         plan: list[tuple[str, str, list[Chunk] | None]] = []  # (name, sha, new chunks)
         refused: dict[str, Any] = {}
+        known: dict[str, list[float]] = {}
         for path in corpus_files(index.settings.corpus_dir):
             sha = file_sha256(path)
             previous = old_files.get(path.name)
@@ -119,7 +126,11 @@ def build(index: CorpusIndex, progress: Progress | None = None, force: bool = Fa
                 report.unchanged.append(path.name)
                 continue
             try:
-                chunks = chunk_blocks(build_blocks(load_document(path)), source=path.name)
+                if prepared is not None and (prepared.name, prepared.sha256) == (path.name, sha):
+                    chunks = prepared.chunks
+                    known.update(prepared.vectors)
+                else:
+                    chunks = load_chunks(path, index.settings)
             except IngestError as error:
                 report.refused.append(error)
                 refused[path.name] = {"sha256": sha, "reason": error.reason}
@@ -131,7 +142,6 @@ def build(index: CorpusIndex, progress: Progress | None = None, force: bool = Fa
             (report.updated if previous else report.added).append(path.name)
         report.removed = sorted(set(old_files) - {name for name, _, _ in plan})
 
-        known: dict[str, list[float]] = {}
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
@@ -161,10 +171,7 @@ def build(index: CorpusIndex, progress: Progress | None = None, force: bool = Fa
             for chunk in chunks:
                 ids.append(chunk.chunk_id)
                 texts.append(chunk.embedding_text())
-                metadatas.append(
-                    chunk.metadata
-                    | {"text": chunk.text, "label": chunk.breadcrumb, "start": chunk.start, "end": chunk.end}
-                )
+                metadatas.append(chunk_metadata(chunk))
             files_entry[name] = {
                 "sha256": sha,
                 "doc_id": chunks[0].doc_id if chunks else "",
@@ -180,16 +187,7 @@ def build(index: CorpusIndex, progress: Progress | None = None, force: bool = Fa
             stored = index.store(old_sentences).get(include=["embeddings", "documents"])
             for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
                 known[doc] = [float(x) for x in vector]
-        unit_ids: list[str] = []
-        unit_texts: list[str] = []
-        unit_metas: list[dict[str, Any]] = []
-        for cid, meta in zip(ids, metadatas, strict=True):
-            for number, unit in enumerate(sentence_units(str(meta["text"]))):
-                unit_ids.append(f"{cid}#s{number:02d}")
-                unit_texts.append(f"{meta['doc_label']} › {meta['section']}\n{unit}")
-                unit_metas.append(
-                    {"parent": cid, "scenario": meta["scenario"], "section_kind": meta["section_kind"]}
-                )
+        unit_ids, unit_texts, unit_metas = sentence_rows(ids, metadatas)
 
         to_embed = len({t for t in texts + unit_texts if t not in known})
         report.embedded_sentences = sum(1 for t in unit_texts if t not in known)
