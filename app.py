@@ -17,15 +17,20 @@ from typing import Any
 
 def open_assistant(settings: Any) -> Any:
     """The opened Assistant; it falls back to extractive mode (and says why) when the LLM fails."""
-    from assistant.cli import _progress_bar
+    from assistant.cli import _progress_bar, report_index
     from assistant.service import Assistant
 
     print("Ouverture de l'index (construit ou mis à jour s'il le faut)…", file=sys.stderr)
-    return Assistant.open(settings, progress=_progress_bar())
+    assistant = Assistant.open(settings, progress=_progress_bar())
+    if assistant.index_report is not None:
+        report_index(assistant.index_report)
+    if assistant.index_notice:
+        print(f"Attention : {assistant.index_notice}", file=sys.stderr)
+    return assistant
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from assistant.logs import setup_logging
     from assistant.settings import Settings, SettingsError
 
     try:
@@ -33,6 +38,8 @@ def main() -> int:
     except SettingsError as error:
         print(f"Erreur de configuration : {error}", file=sys.stderr)
         return 2
+    # One line per error on stderr, the traceback in the log file (settings.log_path).
+    setup_logging(settings)
     # Gradio reads its temp folder when it is imported: point it at the app's own folder first.
     settings.app_temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ["GRADIO_TEMP_DIR"] = str(settings.app_temp_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.domain import SCENARIOS, SECTIONS
+from assistant.logs import setup_logging
 from assistant.settings import Settings, SettingsError
 
 log = logging.getLogger("assistant")
@@ -74,7 +75,11 @@ def report_index(report: Any, out: Any = None) -> None:
     if report is None:
         print("Index à jour : rien à recalculer.", file=out)
         return
+    for notice in report.notices:
+        print(notice, file=out)
     print(report.summary_fr(), file=out)
+    for duplicate in report.duplicates:
+        print(f"  Passages en double : {duplicate}", file=out)
     for error in report.refused:
         print(f"  Refusé : {error}", file=out)
     for name in report.kept_previous:
@@ -100,6 +105,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                     "refused": [
                         {"file": e.path.name, "reason": e.reason} for e in (report.refused if report else [])
                     ],
+                    "notices": report.notices if report else [],
+                    "duplicates": report.duplicates if report else [],
                     "seconds": round(report.seconds, 2) if report else 0.0,
                 },
                 ensure_ascii=False,
@@ -115,6 +122,8 @@ def open_assistant(settings: Settings, with_model: bool = True) -> Any:
     assistant = Assistant.open(settings, progress=_progress_bar(), with_model=with_model)
     if assistant.index_report is not None:
         report_index(assistant.index_report)
+    if assistant.index_notice:
+        print(f"Attention : {assistant.index_notice}", file=sys.stderr)
     return assistant
 
 
@@ -216,9 +225,7 @@ def _eval_run(args: argparse.Namespace) -> int:
             print(f"Erreur : {error}", file=sys.stderr)
             return 2
     if args.mode == "answer":
-        from assistant.service import Assistant
-
-        assistant = Assistant.open(settings, progress=_progress_bar())
+        assistant = open_assistant(settings)
         print(f"Modèle : {assistant.model_status}", file=sys.stderr)
     else:
         assistant = open_assistant(settings, with_model=False)
@@ -428,17 +435,29 @@ def _print_sources(answer: Any) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.answer.errors import QuestionError
-    from assistant.answer.pipeline import AnswerEvent, TokenEvent
+    from assistant.answer.pipeline import AnswerEvent, SentenceEvent, VerbatimEvent
+    from assistant.answer.presentation import understood_line
+    from assistant.answer.synthesis import SYNTHESIS_LEAD
 
     assistant = open_assistant(_settings(args))
     print(f"Modèle : {assistant.model_status}", file=sys.stderr)
-    streamed = ""
     answer = None
+    synthesis = False
     try:
         for event in assistant.stream(args.question, scenarios=args.scenario, sections=args.section):
-            if isinstance(event, TokenEvent) and assistant.model is not None and not args.json:
-                streamed += event.text
-                print(event.text, end="", flush=True)
+            if args.json:
+                answer = event.answer if isinstance(event, AnswerEvent) else answer
+            elif isinstance(event, VerbatimEvent):
+                # The dossier's lines first, at once; a synthesis, if any, follows sentence by
+                # sentence, each one verified before it is printed.
+                print("\n\n".join(p for p in (event.answer.lead, event.answer.body, event.answer.gap) if p))
+                if line := understood_line(event.answer):
+                    print(f"\n({line})")
+            elif isinstance(event, SentenceEvent):
+                if not synthesis:
+                    print(f"\n{SYNTHESIS_LEAD}\n")
+                    synthesis = True
+                print(event.text, end=" ", flush=True)
             elif isinstance(event, AnswerEvent):
                 answer = event.answer
     except QuestionError as error:
@@ -448,18 +467,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0
-    if answer.standalone_question.strip() != answer.question.strip():
-        print(f"Question comprise : {answer.standalone_question}\n")
-    if streamed:
-        if streamed.strip() == answer.text.strip():
-            print()
-        else:
-            print("\n\n— Réponse vérifiée (phrases et citations contrôlées dans le dossier) —\n")
-            print(answer.text)
-    else:
-        print(answer.text)
+    if synthesis:
+        print()
     _print_sources(answer)
-    print(f"({answer.timings.get('total_ms', 0):.0f} ms, {answer.backend})", file=sys.stderr)
+    print(f"({answer.timings.get('total_ms', 0):.0f} ms)", file=sys.stderr)
     return 0
 
 
@@ -597,9 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.INFO if args.verbose else logging.WARNING
+    try:  # one line per error on stderr, the traceback in the log file
+        setup_logging(Settings.from_env(), level)
+    except SettingsError:  # the command reports the bad setting itself
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
     except SettingsError as error:

@@ -144,11 +144,12 @@ class Citation:
 class Answer:
     """What the answer pipeline returns to the CLI, the app and the evaluation runner.
 
-    An answer keeps its parts, which renderers show as they see fit: ``lead`` (what kind of
-    answer this is: « Réponse extractive… », « Ce que dit la section… »), ``body`` (the verified
-    sentences with their [n] markers, or the refusal's message), ``evidence`` (after a model's
-    answer: the verbatim lines it rests on, under ``evidence_lead``) and ``gap`` (the part of
-    the question the dossier does not treat). ``text`` is all of them, in that order."""
+    An answer keeps its parts, which renderers show as they see fit, verbatim first: ``lead``
+    (what kind of answer this is), ``body`` (the dossier's own lines, quoted with their [n]
+    markers, or the refusal's message), ``gap`` (the part of the question the dossier does not
+    treat), then ``synthesis`` (a model's sentences, each verified against the quoted lines
+    before it was kept, under ``synthesis_lead``; empty without a model). ``text`` is all of
+    them, in that order."""
 
     question: str
     standalone_question: str
@@ -156,15 +157,20 @@ class Answer:
     passages: list[Passage]
     lead: str = ""
     body: str = ""
-    evidence: str = ""
-    evidence_lead: str = ""
     gap: str = ""
+    synthesis: str = ""
+    synthesis_lead: str = ""
+    # Synthesis sentences the model completed, and how many of them passed verification.
+    synthesis_checked: int = 0
+    synthesis_kept: int = 0
     mode: str = "answer"
     backend: str = "extractive"
     refused: bool = False
     flags: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     filters: dict[str, list[str]] = field(default_factory=dict)
+    # What the question was read as asking about (scenario and section codes), beyond the filters.
+    read_as: dict[str, list[str]] = field(default_factory=dict)
     # Messages for the user (French): fallback to extractive, timeout, inconsistencies…
     notices: list[str] = field(default_factory=list)
     # Sentences the verification removed because no passage supports them.
@@ -172,8 +178,8 @@ class Answer:
 
     @property
     def text(self) -> str:
-        evidence = f"{self.evidence_lead}\n\n{self.evidence}" if self.evidence else ""
-        return "\n\n".join(part for part in (self.lead, self.body, evidence, self.gap) if part)
+        synthesis = f"{self.synthesis_lead}\n\n{self.synthesis}" if self.synthesis else ""
+        return "\n\n".join(part for part in (self.lead, self.body, self.gap, synthesis) if part)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,9 +189,10 @@ class Answer:
             "parts": {
                 "lead": self.lead,
                 "body": self.body,
-                "evidence": self.evidence,
                 "gap": self.gap,
+                "synthesis": self.synthesis,
             },
+            "synthesis": {"checked": self.synthesis_checked, "kept": self.synthesis_kept},
             "citations": [c.to_dict() for c in self.citations],
             "mode": self.mode,
             "backend": self.backend,
@@ -193,6 +200,7 @@ class Answer:
             "flags": self.flags,
             "timings": self.timings,
             "filters": self.filters,
+            "read_as": self.read_as,
             "notices": self.notices,
             "removed": self.removed,
         }

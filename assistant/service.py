@@ -1,6 +1,8 @@
 """The assistant as the CLI and the Gradio app see it: one object, opened once per process.
 
-``Assistant.open`` makes sure the index is fresh (building it when missing or stale), builds the
+``Assistant.open`` makes sure the index is fresh (building it when missing, damaged or stale;
+answering from the previous intact generation, with a French notice, when an update cannot be
+made — another indexer at work, a full disk, a crash), builds the
 retriever and the chat model the settings ask for — falling back to the extractive backend, with
 the reason in French, when the model cannot be used — and wires them into the ``AnswerPipeline``.
 Every question goes through that pipeline; this class adds no logic of its own beyond keeping
@@ -24,10 +26,10 @@ from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
 from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
 from assistant.answer.quotes import QuoteResult
 from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
-from assistant.ingest.formats import load_document
 from assistant.schema import Answer, History
 from assistant.search.embeddings import embedder_name
 from assistant.search.index import CorpusIndex, IndexReport, Progress
+from assistant.search.prepare import prepare_document
 from assistant.search.retrieval import RetrievalResult, Retriever
 from assistant.settings import Settings
 
@@ -42,6 +44,7 @@ class Assistant:
         model: Any = None,
         model_status: str = "",
         index_report: IndexReport | None = None,
+        index_notice: str = "",
     ) -> None:
         self.settings = settings
         self.index = index
@@ -49,6 +52,8 @@ class Assistant:
         self.model_status = model_status
         # What opening the assistant did to the index (``None`` when it was already fresh).
         self.index_report = index_report
+        # French, non-empty while answers come from an index that is not up to date.
+        self.index_notice = index_notice
         self._lock = threading.RLock()  # one index change at a time within this process
         self.pipeline = self._pipeline()
 
@@ -61,9 +66,9 @@ class Assistant:
         ``with_model=False`` loads no language model: searches, quotes and comparisons are
         verbatim and need none."""
         index = CorpusIndex(settings)
-        report = index.ensure(progress)
+        report, notice = index.open_for_reading(progress)
         model, status = build_model(settings) if with_model else (None, EXTRACTIVE_STATUS)
-        return cls(settings, index, model, status, report)
+        return cls(settings, index, model, status, report, notice)
 
     def _pipeline(self) -> AnswerPipeline:
         retriever = Retriever(self.index, self.settings)
@@ -118,6 +123,7 @@ class Assistant:
             "backend": self.pipeline.backend,
             "chunks": len(self.pipeline.corpus),
             "index": self.index.state(),
+            "index_notice": self.index_notice,
             "documents": self.index.documents(),
         }
 
@@ -126,15 +132,17 @@ class Assistant:
         """Bring the index in line with the corpus folder, then rebuild the retriever."""
         with self._lock:
             report = self.index.update(progress=progress, force=force)
+            self.index_notice = ""
             self.pipeline = self._pipeline()
             return report
 
     def add_document(self, src_path: Path | str, progress: Progress | None = None) -> IndexReport:
         """Copy a document into the corpus folder and index it; a failed add changes nothing.
 
-        The file is first loaded from a private temporary copy (``loaders.load_document``): a file
-        that does not load never reaches the corpus folder. A file that replaces one of the same
-        name is restored if indexing then refuses it."""
+        The file is first read, cut and embedded from a private temporary copy in a bounded child
+        process (``prepare_document``: time, memory, passages), while questions are still answered
+        from the current index: a file that does not load never reaches the corpus folder. A file
+        that replaces one of the same name is restored if indexing then refuses it."""
         source = Path(src_path)
         if source.suffix.lower() not in SUPPORTED_EXTENSIONS:
             raise IngestError(
@@ -148,7 +156,8 @@ class Assistant:
                 shutil.copyfile(source, staged)
             except OSError as exc:
                 raise IngestError(source, f"fichier illisible ({exc.strerror or exc}).") from exc
-            load_document(staged)  # raises IngestError (French) before anything changes
+            # Raises IngestError (French) before anything changes.
+            prepared = prepare_document(staged, self.settings, progress)
             corpus = Path(self.settings.corpus_dir)
             corpus.mkdir(parents=True, exist_ok=True)
             target = corpus / source.name
@@ -160,7 +169,7 @@ class Assistant:
                 shutil.copy2(target, backup)
             shutil.copyfile(staged, target)
             try:
-                report = self.index.update(progress=progress)
+                report = self.index.update(progress=progress, prepared=prepared)
             except Exception:
                 self._restore(target, backup if had_previous else None)
                 raise

@@ -79,8 +79,22 @@ class Settings:
     # App
     feedback_path: Path = PROJECT_ROOT / "feedback" / "feedback.jsonl"
     upload_max_mb: int = 20
+    # Passages one document may give. The dossier's documents give 26 to 32 passages each, the
+    # whole dossier as one file 117 (with 305 sentences); 2,000 is 17 times the whole dossier.
+    # Past it a file is refused: e5 embeds about 5 texts per second on two shared cores, so 2,000
+    # passages and their ~5,000 sentences already take about 25 minutes (``upload_timeout_s``).
+    max_passages_per_document: int = 2000
+    # An added document is read, cut and embedded in a child process with these bounds (wall
+    # clock, address space), so that a hostile file cannot stall or exhaust the app.
+    upload_timeout_s: float = 1800.0
+    upload_memory_mb: int = 6144
     app_auth: str | None = None  # "user:password"
     app_queue_size: int = 16
+    # Failed logins allowed per client within the window before logins are refused for a while.
+    login_max_attempts: int = 5
+    login_window_s: int = 300
+    # Errors print one French line on stderr; their traceback goes to this file.
+    log_path: Path = PROJECT_ROOT / "logs" / "assistant.log"
     # Gradio's own folder (GRADIO_TEMP_DIR): uploads, exports and its cache. Everything in it
     # is reachable by URL, so it is a dedicated folder outside the project, per Gradio's advisories.
     app_temp_dir: Path = Path(tempfile.gettempdir()) / "assistant-cma-gradio"
@@ -90,7 +104,7 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         """Return a copy with the non-None ``changes`` applied (CLI flags left unset are None)."""
         kept = {k: v for k, v in changes.items() if v is not None}
-        for key in ("corpus_dir", "index_dir", "cache_dir", "feedback_path", "app_temp_dir"):
+        for key in ("corpus_dir", "index_dir", "cache_dir", "feedback_path", "app_temp_dir", "log_path"):
             if key in kept:
                 kept[key] = Path(str(kept[key]))
         return dataclasses.replace(self, **kept)  # type: ignore[arg-type]
@@ -108,6 +122,7 @@ class Settings:
             "ASSISTANT_INDEX_DIR": "index_dir",
             "ASSISTANT_CACHE_DIR": "cache_dir",
             "ASSISTANT_FEEDBACK_PATH": "feedback_path",
+            "ASSISTANT_LOG_PATH": "log_path",
             "GRADIO_TEMP_DIR": "app_temp_dir",
             "ASSISTANT_APP_TEMP_DIR": "app_temp_dir",  # wins over GRADIO_TEMP_DIR
         }
@@ -140,6 +155,10 @@ class Settings:
             "ASSISTANT_MAX_QUESTION_CHARS": "max_question_chars",
             "ASSISTANT_UPLOAD_MAX_MB": "upload_max_mb",
             "ASSISTANT_QUEUE_SIZE": "app_queue_size",
+            "ASSISTANT_MAX_PASSAGES": "max_passages_per_document",
+            "ASSISTANT_UPLOAD_MEMORY_MB": "upload_memory_mb",
+            "ASSISTANT_LOGIN_MAX_ATTEMPTS": "login_max_attempts",
+            "ASSISTANT_LOGIN_WINDOW": "login_window_s",
         }
         for name, attr in integers.items():
             if env.get(name):
@@ -150,14 +169,18 @@ class Settings:
                         f"La variable d'environnement {name} doit être un nombre entier "
                         f"(valeur reçue : « {env[name]} »)."
                     ) from exc
-        if env.get("ASSISTANT_LLM_TIMEOUT"):
-            try:
-                values["llm_timeout_s"] = float(env["ASSISTANT_LLM_TIMEOUT"])
-            except ValueError as exc:
-                raise SettingsError(
-                    "La variable d'environnement ASSISTANT_LLM_TIMEOUT doit être un nombre "
-                    f"de secondes (valeur reçue : « {env['ASSISTANT_LLM_TIMEOUT']} »)."
-                ) from exc
+        for name, attr in {
+            "ASSISTANT_LLM_TIMEOUT": "llm_timeout_s",
+            "ASSISTANT_UPLOAD_TIMEOUT": "upload_timeout_s",
+        }.items():
+            if env.get(name):
+                try:
+                    values[attr] = float(env[name])
+                except ValueError as exc:
+                    raise SettingsError(
+                        f"La variable d'environnement {name} doit être un nombre "
+                        f"de secondes (valeur reçue : « {env[name]} »)."
+                    ) from exc
         for name, attr in {"ASSISTANT_DENSE": "use_dense", "ASSISTANT_LEXICAL": "use_lexical"}.items():
             if env.get(name):
                 values[attr] = _env_bool(env[name])
@@ -178,3 +201,5 @@ class Settings:
             )
         if self.top_k < 1:
             raise SettingsError("Le nombre de passages (top_k) doit être au moins 1.")
+        if self.max_passages_per_document < 1:
+            raise SettingsError("Le nombre maximal de passages par document doit être au moins 1.")

@@ -59,7 +59,7 @@ def corpus_passages(count: int = 5) -> list[tuple[str, str]]:
 def build_messages() -> list:
     prompts = ROOT / "assistant" / "prompts"
     system = (
-        (prompts / "answer_fr.txt").read_text(encoding="utf-8").strip()
+        (prompts / "synthesis_fr.txt").read_text(encoding="utf-8").strip()
         if prompts.exists()
         else FALLBACK_SYSTEM
     )

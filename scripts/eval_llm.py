@@ -37,7 +37,6 @@ from assistant.evaluation.compare import (  # noqa: E402
 )
 from assistant.evaluation.dataset import load_cases  # noqa: E402
 from assistant.evaluation.evaluate import run_set  # noqa: E402
-from assistant.evaluation.metrics import percentile  # noqa: E402
 from assistant.evaluation.runs import write_run  # noqa: E402
 from assistant.search.index import CorpusIndex  # noqa: E402
 from assistant.service import Assistant  # noqa: E402
@@ -120,16 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     results, summary = run.results, run.summary
 
-    # Generation speed (approximate): tokens the model streamed over the time after its first
-    # token (verification and the quoted lines added after it take a few milliseconds).
-    speeds = []
-    for result in results:
-        generate_ms = result.get("latency_ms", 0.0) - result.get("ttft_ms", 0.0)
-        if result["refused"] or result["backend"] != BACKEND or generate_ms <= 0:
-            continue
-        tokens = len(model.client.tokenize(result.get("generated", "").encode("utf-8"), add_bos=False))
-        speeds.append(tokens / (generate_ms / 1000))
-
     print(
         f"Modèle : {Path(settings.llm_model_path or '').name} ({settings.llm_threads} fils, "
         f"{settings.llm_max_tokens} jetons au plus), chargé en {load_s:.1f} s"
@@ -146,20 +135,27 @@ def main(argv: list[str] | None = None) -> int:
         value = "— (aucune question concernée)" if empty else f"{summary[key]:.3f}"
         print(f"| {key} | {value} | {target(limits, key)} |")
     timings = {
-        "latency_p50_ms": "latency_p50_ms",
-        "latency_p95_ms": "latency_p95_ms",
+        "verbatim_p50_ms": "réponse mot pour mot, médiane (ms)",
+        "verbatim_p95_ms": "réponse mot pour mot, p95 (ms)",
+        "latency_p50_ms": "réponse entière avec synthèse, médiane (ms)",
+        "latency_p95_ms": "réponse entière avec synthèse, p95 (ms)",
         "ttft_p50_ms": "premier jeton, médiane (ms)",
         "ttft_p95_ms": "premier jeton, p95 (ms)",
     }
     for key, label in timings.items():
         if key in summary:
             print(f"| {label} | {summary[key]:.0f} | {target(limits, key)} |")
-    if speeds:
-        print(f"| jetons/s (médiane) | {percentile(speeds, 50):.1f} | |")
-    fallbacks = sum(1 for r in results if "extractive_fallback" in r["flags"])
+    if "synthesis_kept_share" in summary:
+        share, goal = summary["synthesis_kept_share"], target(limits, "synthesis_kept_share")
+        print(f"| phrases de synthèse vérifiées et gardées | {share:.3f} | {goal} |")
+    with_synthesis = sum(1 for r in results if r.get("synthesis_kept"))
+    asked = sum(1 for r in results if "synthesis_checked" in r or "llm_timeout" in r["flags"])
+    timeouts = sum(1 for r in results if "llm_timeout" in r["flags"])
     direct = sum(1 for r in results if "verbatim_listing" in r["flags"])
-    print(f"\nRéponses extractives de repli (modèle sans réponse vérifiable) : {fallbacks}")
-    print(f"Listes données telles quelles, sans le modèle : {direct}")
+    refused = sum(1 for r in results if r["refused"])
+    print(f"\nRéponses avec une synthèse vérifiée : {with_synthesis} sur {asked} soumises au modèle")
+    print(f"Synthèses interrompues par le délai : {timeouts}")
+    print(f"Listes et refus donnés sans le modèle : {direct} listes, {refused} refus")
     gate = run.info.get("gate")
     print("\n" + (format_gate(gate) if gate else f"Seuils non contrôlés : {run.gate_error}"))
     if args.out:

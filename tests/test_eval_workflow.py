@@ -154,6 +154,8 @@ def test_answer_run_records_answer_and_citations(retriever: Any, settings: Setti
         "quote_fidelity",
         "latency_p50_ms",
         "latency_p95_ms",
+        "verbatim_p50_ms",
+        "verbatim_p95_ms",
         "questions",
     }
     answered, refused = records
@@ -222,23 +224,26 @@ def test_run_set_answers_keep_the_run_when_the_gate_cannot_be_checked(
     run = run_set(assistant, load_cases(set_path), "answer", set_path=set_path, thresholds=limits)
     assert run.mode == "answer" and run.settings["llm"]["backend"] == "extractive"
     assert "gate" not in run.info and "« extractive »" in run.gate_error  # French, names the backend
-    # the extractive backend's answers are read whole, as before: no first-token timing
-    assert all("ttft_ms" not in r and "generated" not in r for r in run.results)
-    assert "ttft_p50_ms" not in run.summary and run.results[1]["refused"]
+    # without a model: the time to the verbatim answer, no synthesis figures
+    assert all(r["verbatim_ms"] > 0 and "synthesis_checked" not in r for r in run.results)
+    assert "synthesis_kept_share" not in run.summary and run.results[1]["refused"]
 
 
-def test_run_set_streams_a_language_model_and_gates_its_first_token(
+def test_run_set_measures_the_synthesis_of_a_language_model(
     retriever: Any, settings: Settings, tmp_path: Path
 ) -> None:
     from types import SimpleNamespace
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     from assistant.answer.pipeline import AnswerPipeline
     from assistant.evaluation.compare import default_thresholds_path
     from assistant.evaluation.evaluate import run_set
 
     set_path = _write_set(tmp_path / "jeu.jsonl", _set_lines(("q001", "q030")))
-    # The pipeline announces a model backend: run_set then reads the answers as a stream.
-    pipeline = AnswerPipeline(settings, retriever, backend="local")
+    # One sentence the quoted lines support (a marker to passage 1), one they do not.
+    model = FakeListChatModel(responses=["Le CMA existe [1]. Il sera dissous en 2031 [1]."])
+    pipeline = AnswerPipeline(settings, retriever, model, "modèle factice")
     assistant = SimpleNamespace(settings=settings, pipeline=pipeline, model_status="modèle factice")
     run = run_set(
         assistant,  # type: ignore[arg-type]
@@ -247,12 +252,16 @@ def test_run_set_streams_a_language_model_and_gates_its_first_token(
         set_path=set_path,
         thresholds=default_thresholds_path(),
     )
-    assert all(r["ttft_ms"] > 0 and r["generated"] for r in run.results)
-    assert run.summary["ttft_p50_ms"] > 0 and "ttft_p95_ms" in run.by_kind["fact"]
+    assert all(r["verbatim_ms"] > 0 for r in run.results)
+    synthesised = [r for r in run.results if "synthesis_checked" in r]  # not a listing's table
+    assert synthesised and all(r["ttft_ms"] >= 0 for r in synthesised)
+    assert all("2031" in " ".join(r["removed"]) for r in synthesised)
+    assert 0 <= run.summary["synthesis_kept_share"] < 1 and "verbatim_p95_ms" in run.by_kind["fact"]
     checked = {c["metric"] for c in run.info["gate"]["checks"]}
-    assert {"fact_coverage", "citation_precision", "ttft_p50_ms"} <= checked  # answer.local
+    assert {"fact_coverage", "citation_precision", "verbatim_p95_ms"} <= checked  # answer.local
     write_run(run, tmp_path / "run")
-    assert "premier jeton du modèle, médiane" in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    report = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    assert "phrases de synthèse vérifiées et gardées" in report
 
 
 def test_git_commit_is_read_with_git_or_unknown(tmp_path: Path) -> None:
@@ -336,7 +345,9 @@ def test_the_committed_thresholds_cover_both_modes() -> None:
     )
     # the local model's targets, read by scripts/eval_llm.py and by --llm local --gate
     local = gate_limits(thresholds, "answer", "local")
-    assert local["fact_coverage"] == {"min": 0.85} and local["ttft_p50_ms"] == {"max": 10000.0}
+    extractive = gate_limits(thresholds, "answer", "extractive")
+    assert local["fact_coverage"] == extractive["fact_coverage"]  # at least the extractive answer
+    assert local["latency_p95_ms"] == {"max": 30000.0} and local["verbatim_p95_ms"] == {"max": 300.0}
     compare_settings(thresholds)
 
 

@@ -146,7 +146,7 @@ def test_list_levels_and_headings(fmt: str, loaded: dict[str, LoadedDocument]) -
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_offsets_point_into_the_text(fmt: str, loaded: dict[str, LoadedDocument]) -> None:
     document = loaded[fmt]
-    assert document.doc_id == f"02_scenario_entpe_{fmt}"
+    assert document.doc_id == f"02_scenario_entpe.{fmt}"
     for element in document.elements:
         assert document.text[element.start : element.end] == element.text
     headers = [e for e in document.elements if e.kind == "table_header"]

@@ -150,6 +150,11 @@ class Verification:
         return sum(1 for c in self.checks if c.verdict in {"supported", "fixed", "added"})
 
 
+def markers_before_stop(line: str) -> str:
+    """« … . [1] » → « … [1]. »: a sentence's markers belong to it, not to the next one."""
+    return _normalise(line)
+
+
 def _normalise(line: str) -> str:
     """Put markers written after the full stop back before it: « … . [1] » → « … [1]. »"""
     return _MARKER_AFTER_STOP.sub(lambda m: f"{m.group(2)}{m.group(1)}", line)
@@ -165,6 +170,11 @@ def _markers(sentence: str) -> list[int]:
 def _strip_markers(sentence: str) -> str:
     text = MARKER.sub("", sentence)
     return re.sub(r"\s+([.,…])", r"\1", text).strip()
+
+
+def cite(sentence: str, markers: Sequence[int]) -> str:
+    """``sentence`` with its ``[n]`` markers placed before its final punctuation."""
+    return _with_markers(sentence, list(markers))
 
 
 def _with_markers(sentence: str, markers: list[int]) -> str:
@@ -227,6 +237,17 @@ class Verifier:
         body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines_out)).strip()
         body, citations = self._renumber(body, citable, checks)
         return Verification(body, citations, checks, sorted(flags), removed, citable)
+
+    def check_sentence(self, sentence: str, passages: Sequence[Passage]) -> SentenceCheck:
+        """One complete sentence checked against ``passages`` only (a synthesis of quoted lines:
+        a quote found elsewhere in the corpus does not count). A kept sentence has the verdict
+        ``supported``, ``fixed`` or ``added``, and its ``markers`` index ``passages``."""
+        citable = list(passages)
+        terms = [passage_terms(p) for p in citable]
+        check = self._check(_normalise(sentence.strip()), citable, terms, len(citable))
+        if any(m >= len(passages) for m in check.markers):
+            return SentenceCheck(check.sentence, "bad_quote")
+        return check
 
     @staticmethod
     def _is_heading(prefix: str, body: str, citable: list[Passage]) -> bool:

@@ -19,19 +19,15 @@ from assistant import domain
 from assistant.answer.citations import META_TERMS, passage_sentences
 from assistant.answer.inconsistencies import Variant
 from assistant.domain import SCENARIOS
-from assistant.schema import Citation, Passage
+from assistant.schema import Passage
 from assistant.search.query import related_terms
-from assistant.text import contains, content_terms, fold
+from assistant.text import content_terms, fold
 
-EXTRACTIVE_LEAD = (
-    "Réponse extractive (sans modèle de langage) : extraits du dossier les plus proches de la question."
-)
+# Every answer opens with the dossier's own lines, whatever the backend: the same lead for all.
+VERBATIM_LEAD = "Ce que dit le dossier, mot pour mot (extraits les plus proches de la question) :"
 # A listing (« quelles sont les limites de l'ENTPE ? », « que conclut la synthèse ? ») is answered
-# with the section itself, even when a model is loaded: said so, since the answer then reads like
-# the extractive one.
+# with the section itself, whole and in order.
 LISTING_LEAD = "Ce que le dossier en dit, en entier et dans son ordre (extraits mot pour mot) :"
-# After a model's answer: the lines of the dossier it rests on, quoted.
-EVIDENCE_LEAD = "Ce que dit le dossier, mot pour mot :"
 NOT_COVERED = "non traité dans le dossier"
 # Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
 REQUEST_TERMS = (
@@ -304,34 +300,6 @@ def grouped(items: Sequence[tuple[Passage, str]]) -> str:
     for passage, item in items:
         groups.setdefault(group_title(passage), []).append(f"- {item}")
     return "\n\n".join(f"**{title}**\n" + "\n".join(lines) for title, lines in groups.items())
-
-
-# An answer repeats a quoted line when it holds the line or nearly all of its words (a model that
-# copies a sentence often drops a linking word such as « Enfin, »).
-REPEATED_SHARE = 0.9
-
-
-def _repeats(said: str, quoted: str) -> bool:
-    terms = content_terms(quoted)
-    if contains(said, quoted):
-        return True
-    return bool(terms) and len(terms & content_terms(said)) / len(terms) >= REPEATED_SHARE
-
-
-def evidence_lines(citations: Sequence[Citation], wanted: set[str], said: str = "") -> str:
-    """After a model's answer (``said``): each cited passage's relevant lines, quoted, under its
-    source and with the answer's own marker; a passage once, and not when the answer already
-    repeats its lines (see REPEATED_SHARE)."""
-    items: list[tuple[Passage, str]] = []
-    seen: set[str] = set()
-    for citation in sorted(citations, key=lambda c: c.marker):
-        if citation.passage.chunk_id in seen:
-            continue
-        seen.add(citation.passage.chunk_id)
-        rendered = render_item(citation.passage, wanted)
-        if not (said and all(_repeats(said, quoted) for quoted in re.findall(r"« (.+?) »", rendered))):
-            items.append((citation.passage, f"{rendered} [{citation.marker}]"))
-    return grouped(items)
 
 
 def variant_lines(passages: Sequence[Passage], variants: Sequence[Variant]) -> list[str]:

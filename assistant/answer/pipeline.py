@@ -3,21 +3,20 @@
 ``AnswerPipeline.stream`` reads top to bottom, one named step each:
 ``understand`` (``search.query``: scenarios, sections, follow-ups read with the conversation) →
 ``retrieve`` (``Retriever.retrieve``) → ``plan`` (does the dossier answer? ``answerability``;
-which ``Mode``: refusal, listing, comparison or plain question; which passages) → ``generate``
-(the model on the plan's context, under a time limit, only for a question or a comparison) →
-``verify`` (every sentence and its citations, ``citations.Verifier``) or ``quote_instead`` (the
-extractive answer, also a failed model's fallback) → ``compose`` (the ``Answer``'s parts: lead,
-verified sentences, verbatim evidence, what the dossier does not say, notices).
-``answer`` is the same without the events. A listing (a whole section asked for) is answered
-with the section itself, with or without a model.
+which ``Mode``: refusal, listing, comparison or plain question; which lines to quote) — the
+refusal is decided here, before any model is called → ``quote`` (the verbatim answer: the
+chosen lines, cited, every sentence checked; shown at once) → ``synthesise`` (with a model
+only: a short synthesis of those quoted lines, each sentence shown only once complete and
+verified, ``synthesis``) → the final ``Answer``.
+``answer`` is the same without the events. Raw model text is never an event.
 ``quote`` and ``compare`` are the « Citations » and « Comparer » modes: verbatim, no LLM.
 
 Costs are bounded here: question length (``settings.max_question_chars``), passages in the
-prompt (``MAX_PASSAGES``, compacted to their relevant sentences), tokens generated (the model is
-built with ``settings.llm_max_tokens``) and wall-clock time (``settings.llm_timeout_s``); a model
-that fails or times out gives way to the extractive answer, with a French notice.
+prompt (the quoted ones, compacted to their relevant sentences), tokens generated (the model is
+built with ``settings.llm_max_tokens``) and wall-clock time (``settings.llm_timeout_s``, the
+synthesis's budget); past it the verbatim answer stands, with a plain French note.
 
-Deliberately left out: conversation memory beyond the follow-up rewrite, and answer caching.
+Deliberately left out: answer caching.
 """
 
 from __future__ import annotations
@@ -26,31 +25,27 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from typing import Any
 
 from assistant import domain
 from assistant.answer import answerability
-from assistant.answer.citations import Verification, Verifier, best_span, looks_like_instructions
+from assistant.answer.citations import Verification, Verifier, looks_like_instructions
 from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_comparison
 from assistant.answer.context import MAX_VARIANTS, POSITIONAL, ContextBuilder
-from assistant.answer.errors import LLMUnavailable, QuestionError
+from assistant.answer.errors import QuestionError
 from assistant.answer.extractive import (
-    EVIDENCE_LEAD,
-    EXTRACTIVE_LEAD,
     LISTING_LEAD,
+    VERBATIM_LEAD,
     CorpusStats,
-    evidence_lines,
-    excerpt,
     extractive_answer,
     spans_documents,
     topic_terms,
-    variant_lines,
 )
 from assistant.answer.inconsistencies import VariantIndex
-from assistant.answer.llm import backend_for, stream_with_timeout
+from assistant.answer.llm import backend_for
 from assistant.answer.quotes import QuoteResult, quote_results
-from assistant.schema import Answer, Citation, History, Passage, as_exchanges
+from assistant.answer.synthesis import SYNTHESIS_LEAD, Synthesis, Synthesiser
+from assistant.schema import Answer, History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, topic_text, understand
 from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
@@ -58,9 +53,6 @@ from assistant.text import content_terms
 
 # Passages retrieved for a question (the context builder keeps at most MAX_PASSAGES of them).
 RETRIEVE_K = 10
-# Each passage of a prompt is cut to its most relevant sentences (~70 tokens), its label shortened.
-PROMPT_CHARS = 260
-PROMPT_LABEL_CHARS = 90
 
 
 @dataclass
@@ -71,24 +63,29 @@ class PassagesEvent:
 
 
 @dataclass
-class TokenEvent:
-    """A piece of the answer as it is generated (before verification)."""
+class VerbatimEvent:
+    """The verbatim answer (the dossier's lines, cited and checked) or the refusal: complete,
+    shown before any synthesis. ``synthesis_follows``: a model now writes one."""
+
+    answer: Answer
+    synthesis_follows: bool = False
+
+
+@dataclass
+class SentenceEvent:
+    """One sentence of the synthesis, verified against the quoted lines, with its markers."""
 
     text: str
 
 
 @dataclass
 class AnswerEvent:
-    """The final, verified answer."""
+    """The final answer: the verbatim part and the verified synthesis."""
 
     answer: Answer
 
 
-AnswerStreamEvent = PassagesEvent | TokenEvent | AnswerEvent
-
-
-def load_prompt(name: str) -> str:
-    return resources.files("assistant.prompts").joinpath(name).read_text(encoding="utf-8").strip()
+AnswerStreamEvent = PassagesEvent | VerbatimEvent | SentenceEvent | AnswerEvent
 
 
 class Mode(StrEnum):
@@ -101,17 +98,9 @@ class Mode(StrEnum):
 
 
 @dataclass
-class Draft:
-    """What the model wrote (unverified), and whether any of it reached the screen."""
-
-    text: str = ""
-    streamed: bool = False
-
-
-@dataclass
 class AnswerPlan:
     """How one question will be answered: the reading of the question, the verdict on whether
-    the dossier answers it, the mode, and the passages the answer stands on."""
+    the dossier answers it, the mode, and the lines the answer quotes."""
 
     question: str
     intent: QueryIntent
@@ -119,17 +108,14 @@ class AnswerPlan:
     verdict: answerability.Verdict
     mode: Mode
     passages: list[Passage]  # retrieved, passages that address the assistant left out
-    context: list[Passage]  # what the model reads, or what is quoted without a model
-    use_model: bool
+    context: list[Passage]  # what the answer quotes (a refusal: what the dossier covers nearby)
+    use_model: bool  # a synthesis of the quoted lines follows them
     filters: dict[str, list[str]]
     instructions_ignored: bool = False
-    # The passages the extractive backend quotes (a listing's table, a failed model's fallback),
-    # computed when first needed.
-    quotes: list[Passage] | None = None
 
 
 class AnswerPipeline:
-    """understand → retrieve → decide → build context → generate → verify → compose."""
+    """understand → retrieve → plan → quote (verbatim, at once) → synthesise (verified)."""
 
     def __init__(
         self,
@@ -155,7 +141,7 @@ class AnswerPipeline:
         self.variant_index = VariantIndex(self.trusted)
         self.assessor = answerability.Assessor(self.stats, retriever)
         self.context = ContextBuilder(self.stats, self.trusted, self.variant_index)
-        self._prompt: Any = None
+        self.synthesiser = Synthesiser(model, Verifier((), on_unsupported="remove"))
 
     # -- the entry points --------------------------------------------------------------------
     def answer(
@@ -190,19 +176,16 @@ class AnswerPipeline:
         if plan.mode is Mode.REFUSAL:
             answer.body, answer.refused = plan.verdict.message(), True
             answer.flags.append("refused")
-            yield TokenEvent(answer.body)
         else:
-            draft = yield from self.generate(plan, answer, timings)
-            checked = time.perf_counter()
-            verification = self.verify(draft.text, plan, answer)
-            if verification is None:
-                verification = self.quote_instead(plan, answer)
-                if not draft.streamed:  # no model, or it failed before its first token
-                    yield TokenEvent(f"{answer.lead}\n\n{verification.text}")
-            timings["verify_ms"] = (time.perf_counter() - checked) * 1000
-            self.compose(answer, verification, plan)
+            self.compose(answer, self.quote_lines(plan, answer), plan)
+        timings["verbatim_ms"] = (time.perf_counter() - started) * 1000
+        answer.timings = _rounded(timings)
+        synthesis = plan.use_model and bool(answer.citations)
+        yield VerbatimEvent(answer, synthesis_follows=synthesis)
+        if synthesis:
+            yield from self.synthesise(plan, answer, timings)
         timings["total_ms"] = (time.perf_counter() - started) * 1000
-        answer.timings = {k: round(v, 1) for k, v in timings.items()}
+        answer.timings = _rounded(timings)
         yield AnswerEvent(answer)
 
     def check_question(self, question: str) -> str:
@@ -221,7 +204,7 @@ class AnswerPipeline:
     def plan(
         self, question: str, intent: QueryIntent, found: RetrievalResult, history: History | None
     ) -> AnswerPlan:
-        """Decide whether the dossier answers, the kind of answer, and its passages."""
+        """Decide whether the dossier answers, the kind of answer, and the lines it quotes."""
         wanted = topic_terms(intent.standalone)
         passages = [p for p in found.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(
@@ -236,41 +219,21 @@ class AnswerPipeline:
             mode = Mode.COMPARISON
         else:
             mode = Mode.QUESTION
-        plan = AnswerPlan(
+        return AnswerPlan(
             question=question,
             intent=intent,
             wanted=wanted,
             verdict=verdict,
             mode=mode,
             passages=passages,
-            context=[],
-            # A listing is answered with the dossier's table even when a model is loaded: over the
-            # full development set with the local model, the model's answers to section questions
-            # covered 0.22 of the expected facts, the table 1.00 (it shortened or reworded the
-            # list, or refused). A refusal never reaches the model.
+            context=table or self.context.choose(intent, passages, wanted, verdict, extractive=True),
+            # A listing is the dossier's table, whole and in order: a synthesis of twenty rows by
+            # the small local model shortened or reworded them (fact coverage 0.22 against 1.00
+            # for the table, development set). A refusal never reaches the model.
             use_model=self.model is not None and mode in (Mode.QUESTION, Mode.COMPARISON),
             filters=found.filters,
             instructions_ignored=len(passages) < len(found.passages),
-            quotes=table,
         )
-        if self.model is None or mode in (Mode.LISTING, Mode.COMPARISON):
-            # A comparison: the model compares the best passage of each scenario, and each of
-            # them is quoted after its answer, cited or not (see compose).
-            plan.context = self.quotes(plan)
-        else:
-            plan.context = self.context.choose(
-                intent, passages, wanted, verdict, extractive=self.model is None
-            )
-        return plan
-
-    def quotes(self, plan: AnswerPlan) -> list[Passage]:
-        """The passages the extractive backend quotes: the answer itself for a listing, what a
-        comparison's model answer stands on, a failed model's fallback."""
-        if plan.quotes is None:
-            plan.quotes = self.context.choose(
-                plan.intent, plan.passages, plan.wanted, plan.verdict, extractive=True
-            )
-        return plan.quotes
 
     def start(self, plan: AnswerPlan) -> Answer:
         answer = Answer(
@@ -278,8 +241,12 @@ class AnswerPipeline:
             standalone_question=plan.intent.standalone,
             citations=[],
             passages=plan.context,
-            backend=self.backend,
+            backend="extractive",
             filters=plan.filters,
+            read_as={
+                "sections": [s for s in plan.intent.sections if s not in plan.filters.get("sections", [])],
+                "scenarios": [s for s in plan.intent.scenarios if s not in plan.filters.get("scenarios", [])],
+            },
         )
         if plan.instructions_ignored:
             answer.flags.append("instructions_ignored")
@@ -289,105 +256,22 @@ class AnswerPipeline:
             )
         return answer
 
-    def prompt_messages(self, question: str, context: list[Passage], wanted: set[str]) -> list[Any]:
-        """The chat messages: French rules, then the passages delimited as data, then the question."""
-        from langchain_core.prompts import ChatPromptTemplate
-
-        if self._prompt is None:
-            self._prompt = ChatPromptTemplate.from_messages(
-                [("system", load_prompt("answer_fr.txt")), ("human", load_prompt("answer_user_fr.txt"))]
-            )
-        blocks = []
-        for n, passage in enumerate(context, start=1):
-            source = passage.label.replace('"', "'")[:PROMPT_LABEL_CHARS]
-            body = excerpt(passage, wanted, PROMPT_CHARS)
-            # Retrieved text is untrusted: it can never close its tag or open another one.
-            body, source = (s.replace("<", "‹").replace(">", "›") for s in (body, source))
-            blocks.append(f'<passage n="{n}" source="{source}">\n{body}\n</passage>')
-        return self._prompt.format_messages(passages="\n".join(blocks), question=question)
-
-    # -- generate, verify, compose ----------------------------------------------------------
-    def generate(
-        self, plan: AnswerPlan, answer: Answer, timings: dict[str, float]
-    ) -> Generator[TokenEvent, None, Draft]:
-        """The model's text on the plan's context, streamed; empty without a model or when it
-        fails (with a French notice)."""
-        draft = Draft()
-        if not plan.use_model:
-            return draft
-        started = time.perf_counter()
-        raw = ""
-        try:
-            messages = self.prompt_messages(plan.intent.standalone, plan.context, plan.wanted)
-            for piece in stream_with_timeout(self.model, messages, self.settings.llm_timeout_s):
-                if not raw:
-                    timings["first_token_ms"] = (time.perf_counter() - started) * 1000
-                raw += piece
-                draft.streamed = True
-                yield TokenEvent(piece)
-        except LLMUnavailable as error:
-            answer.notices.append(f"{error} Réponse extractive à la place.")
-            answer.flags.append("llm_timeout" if "délai" in str(error) else "llm_error")
-            raw = ""
-        timings["generate_ms"] = (time.perf_counter() - started) * 1000
-        draft.text = raw
-        return draft
-
-    def verify(self, raw: str, plan: AnswerPlan, answer: Answer) -> Verification | None:
-        """Every sentence of the model's text checked against the context (the other source of
-        an inconsistency added); ``None`` when nothing of it can stand."""
-        if not raw.strip():
-            return None
-        variants = self.context.variants(plan.context, plan.wanted)
-        extra = "\n".join(variant_lines(plan.context, variants))
-        verification = self.verifier.verify(f"{raw.strip()}\n\n{extra}".strip(), plan.context)
-        if not verification.supported_sentences and not _only_refusals(verification):
-            answer.notices.append(
-                "La réponse du modèle n'a pas pu être vérifiée dans le dossier : "
-                "voici les extraits pertinents."
-            )
-            answer.flags.append("extractive_fallback")
-            answer.removed += verification.removed
-            return None
-        if _only_refusals(verification) and plan.context:
-            # The assessment found the answer in the dossier; the small model often refuses
-            # anyway (« Le dossier ne traite pas… » on an ellipsis or a comparison): the
-            # passages are shown rather than a refusal the dossier contradicts.
-            answer.notices.append(
-                "Le modèle n'a pas su répondre à partir des passages : voici les extraits pertinents."
-            )
-            answer.flags.append("extractive_fallback")
-            return None
-        return verification
-
-    def quote_instead(self, plan: AnswerPlan, answer: Answer) -> Verification:
-        """The extractive answer: the chosen lines, quoted verbatim, with their lead."""
+    # -- quote, then synthesise --------------------------------------------------------------
+    def quote_lines(self, plan: AnswerPlan, answer: Answer) -> Verification:
+        """The verbatim answer: the chosen lines, quoted word for word, with their lead."""
         position = POSITIONAL.search(plan.question)
         which = position.group(1).lower()[:5] if position else None
-        quoted = self.quotes(plan)
-        variants = self.context.variants(quoted, plan.wanted)
-        body = self.verifier.verify(extractive_answer(quoted, plan.wanted, variants, which), quoted)
-        listing = plan.mode is Mode.LISTING and self.model is not None
-        answer.lead = LISTING_LEAD if listing else EXTRACTIVE_LEAD
-        answer.backend = "extractive"
-        if listing:
+        variants = self.context.variants(plan.context, plan.wanted)
+        text = extractive_answer(plan.context, plan.wanted, variants, which)
+        answer.lead = LISTING_LEAD if plan.mode is Mode.LISTING else VERBATIM_LEAD
+        if plan.mode is Mode.LISTING:
             answer.flags.append("verbatim_listing")
-        return body
+        return self.verifier.verify(text, plan.context)
 
     def compose(self, answer: Answer, verification: Verification, plan: AnswerPlan) -> None:
-        """The answer's parts: its verified sentences, the verbatim lines a model's answer rests
-        on, what the dossier does not say, and the notices."""
+        """The verbatim answer's parts: its checked lines, what the dossier does not say, the
+        notices."""
         answer.body = verification.text
-        from_model = answer.backend != "extractive"
-        if from_model and plan.mode is Mode.COMPARISON:
-            self._cite_all(verification, plan.context, plan.wanted)
-        if from_model and verification.citations:
-            # The model's sentences are checked word by word, not meaning by meaning, and a small
-            # model rewords figures and names: the verbatim lines they rest on follow, so that
-            # every claim can be read in the dossier's own words (full eval, local model:
-            # fact_coverage 0.535 without them).
-            answer.evidence = evidence_lines(verification.citations, plan.wanted, said=answer.body)
-            answer.evidence_lead = EVIDENCE_LEAD
         if plan.verdict.partial:
             answer.gap = plan.verdict.message()
             answer.flags.append("partial")
@@ -396,24 +280,38 @@ class AnswerPipeline:
         answer.removed += verification.removed
         answer.flags = sorted(set(answer.flags) | set(verification.flags))
         answer.refused = _only_refusals(verification)
-        quoted = self.quotes(plan) if not from_model else plan.context
-        if self.context.variants(quoted, plan.wanted):
+        if self.context.variants(plan.context, plan.wanted):
             answer.flags = sorted(set(answer.flags) | {"inconsistency"})
             answer.notices.append(
                 "Le dossier n'est pas cohérent sur ce point : les deux sources sont citées."
             )
 
-    @staticmethod
-    def _cite_all(verification: Verification, context: list[Passage], wanted: set[str]) -> None:
-        """Cite the passages of ``context`` the model left out, after the ones it used."""
-        cited = {c.passage.chunk_id for c in verification.citations}
-        marker = max((c.marker for c in verification.citations), default=0)
-        for passage in context:
-            if passage.chunk_id not in cited and not looks_like_instructions(passage.text):
-                marker += 1
-                span, start = best_span(passage, "", wanted)
-                verification.citations.append(Citation(marker, passage, span, start))
-                cited.add(passage.chunk_id)
+    def synthesise(
+        self, plan: AnswerPlan, answer: Answer, timings: dict[str, float]
+    ) -> Generator[SentenceEvent, None, None]:
+        """The model's synthesis of the quoted lines, one verified sentence at a time."""
+        started = time.perf_counter()
+        answer.synthesis_lead = SYNTHESIS_LEAD
+        result = yield from _as_events(
+            self.synthesiser.stream(
+                plan.intent.standalone, answer.citations, plan.wanted, self.settings.llm_timeout_s
+            )
+        )
+        answer.synthesis = result.text
+        answer.synthesis_checked, answer.synthesis_kept = result.checked, len(result.kept)
+        answer.removed += result.dropped
+        if result.kept:
+            answer.backend = self.backend
+        if result.dropped:
+            answer.flags.append("synthesis_dropped")
+        if result.status != "done":
+            answer.flags.append("llm_timeout" if result.status == "timeout" else "llm_error")
+        if note := result.note():
+            answer.notices.append(note)
+        answer.flags = sorted(set(answer.flags))
+        if result.first_token_ms is not None:
+            timings["first_token_ms"] = result.first_token_ms
+        timings["synthesis_ms"] = (time.perf_counter() - started) * 1000
 
     # -- the other modes ---------------------------------------------------------------------
     def quote(
@@ -462,6 +360,24 @@ class AnswerPipeline:
             :MAX_VARIANTS
         ]
         return comparison
+
+
+def _as_events(sentences: Generator[str, None, Synthesis]) -> Generator[SentenceEvent, None, Synthesis]:
+    """Each verified sentence as an event; the synthesis once the model is done. Closing the
+    answer stream early (the user left) closes the model's stream too, which stops it."""
+    try:
+        while True:
+            try:
+                sentence = next(sentences)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            yield SentenceEvent(sentence)
+    finally:
+        sentences.close()
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 1) for k, v in timings.items()}
 
 
 def _only_refusals(verification: Verification) -> bool:

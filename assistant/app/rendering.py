@@ -22,6 +22,8 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.answer.presentation import understood_line
+from assistant.answer.synthesis import SYNTHESIS_LEAD
 from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Answer, Citation, Passage
 
@@ -36,6 +38,7 @@ MODE_LABELS = {code: label for label, code in MODES.items()}
 FLAG_NOTES = {
     "unsupported_removed": "Des phrases que le dossier n'étaye pas ont été retirées de la réponse.",
     "quote_removed": "Une citation introuvable mot pour mot dans le dossier a été retirée.",
+    "synthesis_dropped": "Des phrases de la synthèse que les extraits n'étayent pas ont été écartées.",
 }
 
 
@@ -154,12 +157,15 @@ class Turn:
     quotes: list[Any] | None = None  # QuoteResult
     comparison: Any = None  # Comparison
     error: str = ""
-    partial: str = ""  # streamed text, before the verified answer arrives
     passages: list[Passage] = field(default_factory=list)  # retrieved, while streaming
-    wait_hint: str = ""  # how long the model usually takes, shown while it writes
+    synthesising: bool = False  # the verbatim answer is shown, a synthesis is being written
+    synthesis: list[str] = field(default_factory=list)  # its verified sentences so far
+    wait_hint: str = ""  # how long a synthesis takes here (measured), shown while it is written
 
     @property
     def done(self) -> bool:
+        if self.synthesising:
+            return False
         return bool(self.error or self.answer or self.quotes is not None or self.comparison is not None)
 
     def citations(self) -> list[Citation]:
@@ -222,31 +228,27 @@ def _header(turn: Turn) -> str:
 def _answer_message(turn: Turn) -> str:
     answer = turn.answer
     parts = [_header(turn)]
-    if answer is None:  # still streaming
-        if turn.partial:
-            parts.append(safe_markdown(turn.partial) + "▍")
-        elif turn.passages:
-            writing = f"{len(turn.passages)} passages retrouvés : rédaction de la réponse{turn.wait_hint}…"
-            parts.append("*" + md_escape(writing) + "*")
-        else:
-            parts.append("*" + md_escape("Recherche des passages dans le dossier…") + "*")
+    if answer is None:  # retrieval still running: nothing of the answer is known yet
+        parts.append("*" + md_escape("Recherche des passages dans le dossier…") + "*")
         return "\n\n".join(parts)
-    parts.append(safe_markdown(answer.text))
-    if understood := understood_question(answer):
-        parts.append("*" + md_escape(f"Question comprise : {understood}") + "*")
+    verbatim = (answer.lead, answer.body, answer.gap)
+    parts.append(safe_markdown("\n\n".join(p for p in verbatim if p)))
+    if understood := understood_line(answer):
+        parts.append("*" + md_escape(understood) + "*")
+    if turn.synthesising:
+        # Only verified sentences are ever shown: the model's raw text never reaches the page.
+        parts.append(f"**{md_escape(SYNTHESIS_LEAD)}**")
+        written = safe_markdown(" ".join(turn.synthesis)) if turn.synthesis else ""
+        waiting = f"Synthèse en cours de rédaction et de vérification{turn.wait_hint}…"
+        parts.append((written + " " if written else "") + "*" + md_escape(waiting) + "*")
+    elif answer.synthesis:
+        parts.append(f"**{md_escape(answer.synthesis_lead)}**\n\n" + safe_markdown(answer.synthesis))
     notes = [*answer.notices, *(FLAG_NOTES[f] for f in answer.flags if f in FLAG_NOTES)]
-    if notes:
+    if notes and not turn.synthesising:
         parts.append("\n".join(f"> {md_escape(n)}" for n in dict.fromkeys(notes)))
     if answer.citations:
         parts.append(_sources_line(answer.citations))
     return "\n\n".join(parts)
-
-
-def understood_question(answer: Answer) -> str:
-    """How a follow-up was read (« Et pour l'UGE ? » → « Quelles sont les limites de l'UGE ? »),
-    so that a wrong reading can be seen; empty when the question was read as asked."""
-    understood = answer.standalone_question.strip()
-    return understood if understood and understood != answer.question.strip() else ""
 
 
 def _sources_line(citations: Sequence[Citation]) -> str:

@@ -1,7 +1,8 @@
 """Checks on an uploaded document before it reaches the corpus: real file type, size, safe name.
 
 A file is judged by its content, not its name: a PDF must start with ``%PDF-``, a DOCX must be a
-zip holding ``word/document.xml`` (and not expand into a zip bomb), a text file must be UTF-8
+zip holding ``word/document.xml`` that really decompresses to a bounded size
+(``assistant/ingest/archive.py``: no zip bomb), a text file must be UTF-8
 without binary data. Every refusal is an ``UploadRejected`` with a French message that names the
 file and says what to do.
 
@@ -16,21 +17,20 @@ import re
 import shutil
 import unicodedata
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from assistant.app.rendering import SHARED_SLOT, format_time, french_error, h
+from assistant.app.rendering import format_time, french_error, h
 
 log = logging.getLogger(__name__)
 
 
 UPLOAD_TYPES = {".pdf": "PDF", ".docx": "Word (.docx)", ".txt": "texte (.txt)", ".md": "Markdown (.md)"}
-# A DOCX is a zip: refuse archives that would expand beyond this (zip bombs) before any parser runs.
-DOCX_MAX_UNCOMPRESSED = 300 * 1024 * 1024
-DOCX_MAX_MEMBERS = 5000
+# Adding a document and re-indexing take turns with each other, not with questions: the document
+# is read and embedded in a child process (``prepare_document``) while questions are answered.
+CORPUS_SLOT: dict[str, Any] = {"concurrency_id": "corpus", "concurrency_limit": 1}
 # Marks the handlers that report progress; Gradio gives each call its own tracker.
 PROGRESS = gr.Progress()
 
@@ -93,25 +93,18 @@ def check_upload(path: Path, name: str, max_mb: int) -> str:
 
 
 def _check_docx(path: Path, shown: str) -> None:
-    not_docx = UploadRejected(
-        f"« {shown} » porte l'extension .docx mais ce n'est pas un document Word (.docx). "
-        "Les anciens fichiers .doc doivent d'abord être enregistrés au format .docx."
-    )
-    if not zipfile.is_zipfile(path):
-        raise not_docx
+    from assistant.ingest.archive import NotWordArchive, check_docx_archive
+    from assistant.ingest.errors import IngestError
+
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            names = {m.filename for m in members}
-            total = sum(m.file_size for m in members)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise not_docx from exc
-    if "word/document.xml" not in names:
-        raise not_docx
-    if len(members) > DOCX_MAX_MEMBERS or total > DOCX_MAX_UNCOMPRESSED:
+        check_docx_archive(path)
+    except NotWordArchive as error:
         raise UploadRejected(
-            f"« {shown} » est anormalement volumineux une fois décompressé : il a été refusé."
-        )
+            f"« {shown} » porte l'extension .docx mais ce n'est pas un document Word (.docx). "
+            "Les anciens fichiers .doc doivent d'abord être enregistrés au format .docx."
+        ) from error
+    except IngestError as error:
+        raise UploadRejected(f"« {shown} » : {error.reason}") from error
 
 
 # -- the Corpus tab -------------------------------------------------------------------------------------
@@ -246,14 +239,14 @@ class CorpusTab:
             [upload],
             [upload_status, documents, status, upload],
             api_name="upload",
-            **SHARED_SLOT,
+            **CORPUS_SLOT,
         )
         reindex.click(
             self.reindex,
             None,
             [reindex_status, documents, status, upload],
             api_name="reindex",
-            **SHARED_SLOT,
+            **CORPUS_SLOT,
         )
 
 

@@ -8,15 +8,17 @@ comparison and index operation is the Assistant's; the pieces live in their own 
 - ``assistant/rendering.py``: safe Markdown/HTML for untrusted text (chat, sources), the look;
 - ``assistant/exports.py``: the Markdown/CSV files written into the export folder;
 - ``assistant/uploads.py``: the checks on uploaded documents, and the Corpus tab;
-- ``assistant/eval_tab.py``: the Évaluation tab (run a question set, read and download the report).
+- ``assistant/eval_tab.py``: the Évaluation tab (run a question set, read and download the report);
+- ``assistant/guards.py``: failed logins limited per client, the French « file d'attente pleine ».
 
-Deliberately left out: per-user accounts beyond Gradio's optional login, and rate limiting.
+Deliberately left out: per-user accounts beyond Gradio's optional login.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import statistics
+from collections import deque
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -26,6 +28,7 @@ import gradio as gr
 
 from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
 from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
+from assistant.app.guards import DEFAULT_WAIT_S, LoginLimiter, french_queue_full, queue_full
 from assistant.app.rendering import (
     CSS,
     HELP_TEXT,
@@ -77,6 +80,10 @@ EXAMPLES = [
     ["Cite textuellement les activités principales du CMA", "Citations"],
 ]
 QUOTES_K = 8
+# The wait announced while a synthesis is written: the median of the last answers' synthesis
+# times in this process, once there are a few of them (none is announced before).
+SYNTHESIS_SAMPLES = 20
+MIN_SYNTHESIS_SAMPLES = 3
 
 
 class AssistantApp:
@@ -90,9 +97,15 @@ class AssistantApp:
         self.turn_exports = TurnExports(self.exports)
         self.feedback = FeedbackWriter(settings.feedback_path)
         self.demo: gr.Blocks | None = None
-        # Measured on two cores: the local model needs ~25 s before its first token (MODELS.md).
-        backend = self._status().get("backend", "")
-        self.wait_hint = " (modèle local : comptez 30 s à 1 min)" if backend == "local" else ""
+        # How long a synthesis takes, measured here on the last answers (never a promised figure).
+        self.synthesis_times: deque[float] = deque(maxlen=SYNTHESIS_SAMPLES)
+
+    @property
+    def wait_hint(self) -> str:
+        if len(self.synthesis_times) < MIN_SYNTHESIS_SAMPLES:
+            return ""
+        typical = statistics.median(self.synthesis_times) / 1000
+        return f" (ici, en général {typical:.0f} s)"
 
     def _status(self) -> dict[str, Any]:
         try:
@@ -115,6 +128,8 @@ class AssistantApp:
             f"**Index** : {chunks} passages, {count} documents",
         ]
         text = " · ".join(parts)
+        if status.get("index_notice"):
+            text += "  \n⚠ " + md_escape(str(status["index_notice"]))
         if self.startup_note:
             text += "  \n" + md_escape(self.startup_note)
         return text
@@ -163,10 +178,7 @@ class AssistantApp:
                 "la question suivante (elle est restée dans la zone de saisie)."
             )
         if not problem and self._queue_is_full():
-            problem = (
-                "L'assistant traite déjà le nombre maximal de demandes. Patientez une minute, puis "
-                "renvoyez votre question (elle est restée dans la zone de saisie)."
-            )
+            problem = queue_full(DEFAULT_WAIT_S) + " Votre question est restée dans la zone de saisie."
         if problem:
             notice = f'<div class="msg-error">{h(problem)}</div>'
             return gr.skip(), gr.skip(), "", notice, gr.skip(), gr.skip()
@@ -230,25 +242,27 @@ class AssistantApp:
     def _stream_answer(
         self, turn: Turn, turns: list[Turn], history: list[Exchange]
     ) -> Iterator[tuple[Any, ...]]:
-        from assistant.answer.pipeline import AnswerEvent, PassagesEvent, TokenEvent
+        from assistant.answer.pipeline import AnswerEvent, PassagesEvent, SentenceEvent, VerbatimEvent
 
         filters = turn.filters
         events = self.assistant.stream(
             turn.question, history, filters["scenarios"] or None, filters["sections"] or None
         )
-        last = 0.0
         for event in events:
             if isinstance(event, PassagesEvent):
                 turn.passages = list(event.passages)
-                yield chat_messages(turns), sources_html(turn), turns, ""
-            elif isinstance(event, TokenEvent):
-                turn.partial += event.text
-                if time.monotonic() - last > 0.2:  # enough for reading; spares the browser
-                    last = time.monotonic()
-                    yield chat_messages(turns), sources_html(turn), turns, ""
+            elif isinstance(event, VerbatimEvent):
+                # The dossier's lines at once; a synthesis follows only as verified sentences.
+                turn.answer, turn.synthesising = event.answer, event.synthesis_follows
+            elif isinstance(event, SentenceEvent):
+                turn.synthesis.append(event.text)
             elif isinstance(event, AnswerEvent):
-                turn.answer = event.answer
+                turn.answer, turn.synthesising = event.answer, False
                 turn.filters = dict(event.answer.filters) or turn.filters
+                if "synthesis_ms" in event.answer.timings:
+                    self.synthesis_times.append(event.answer.timings["synthesis_ms"])
+                continue
+            yield chat_messages(turns), sources_html(turn), turns, ""
 
     def show_sources(self, turns: list[Turn], event: gr.SelectData) -> str:
         """A click on a message shows the sources of that exchange in the panel."""
@@ -448,7 +462,16 @@ class AssistantApp:
     def launch(self, **overrides: Any) -> Any:
         demo = self.demo or self.build()
         demo.queue(max_size=self.settings.app_queue_size, default_concurrency_limit=1)
+        french_queue_full(demo)
+        from starlette.middleware import Middleware
+
+        limiter = Middleware(
+            LoginLimiter,  # type: ignore[arg-type]
+            max_attempts=self.settings.login_max_attempts,
+            window_s=self.settings.login_window_s,
+        )
         options: dict[str, Any] = {
+            "app_kwargs": {"middleware": [limiter]},
             "auth": parse_auth(self.settings.app_auth),
             "auth_message": f"{TITLE} : identifiez-vous.",
             "allowed_paths": [str(self.exports.root)],
@@ -478,12 +501,13 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 
 def blocked_paths(settings: Settings) -> list[str]:
-    """What Gradio must never serve: the index, the corpus originals, feedback, caches, secrets."""
+    """What Gradio must never serve: the index, the corpus originals, feedback, logs, caches, secrets."""
     paths = [
         settings.index_dir,
         settings.corpus_dir,
         settings.cache_dir,
         settings.feedback_path.parent,
+        settings.log_path.parent,
         PROJECT_ROOT / ".env",
     ]
     temp = settings.app_temp_dir.resolve()

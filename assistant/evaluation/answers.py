@@ -4,7 +4,7 @@ Per question: ``fact_coverage`` (share of the question's facts found in the answ
 set's matching rule), ``citation_precision`` (share of cited passages containing one of the
 question's evidence excerpts; ``None`` when nothing is cited), ``refused``, ``quote_fidelity``
 (share of the answer's quoted spans found verbatim in the corpus; ``None`` without quotes),
-latency and, when streaming, time to first token.
+latency, time to the verbatim answer and, with a model, the synthesis's kept share.
 
 ``summarize_answers`` turns them into the figures of the issue: means over answerable questions
 for facts and citations, ``refusal_accuracy`` over unanswerable ones, ``false_refusal_rate`` over
@@ -32,14 +32,13 @@ ANSWER_KEYS = (
 )
 
 
-def evaluate_answers(
-    cases: Sequence[Case], pipeline: Any, tick: Tick | None = None, stream: bool = False
-) -> list[dict[str, Any]]:
+def evaluate_answers(cases: Sequence[Case], pipeline: Any, tick: Tick | None = None) -> list[dict[str, Any]]:
     """Answer every case with ``pipeline`` (an ``AnswerPipeline``); one result dict per case.
 
-    With ``stream=True`` the answer is read through ``pipeline.stream``: the time to the first
-    token (``ttft_ms``) and the streamed text (``generated``) are recorded too."""
-    from assistant.answer.pipeline import AnswerEvent, TokenEvent
+    Each answer is read through ``pipeline.stream``: the time to the verbatim answer
+    (``verbatim_ms``) is recorded with the total, and with a model the synthesis's figures
+    (sentences checked and kept, time to its first token)."""
+    from assistant.answer.pipeline import AnswerEvent, VerbatimEvent
 
     corpus = [p.text for p in pipeline.corpus]
     if cases:
@@ -47,19 +46,13 @@ def evaluate_answers(
     results = []
     for case in cases:
         started = time.perf_counter()
-        first_token: float | None = None
-        generated = ""
-        if stream:
-            answer = None
-            for event in pipeline.stream(case.question, history=case.history or None):
-                if isinstance(event, TokenEvent):
-                    if first_token is None:
-                        first_token = (time.perf_counter() - started) * 1000
-                    generated += event.text
-                if isinstance(event, AnswerEvent):
-                    answer = event.answer
-        else:
-            answer = pipeline.answer(case.question, history=case.history or None)
+        verbatim: float | None = None
+        answer = None
+        for event in pipeline.stream(case.question, history=case.history or None):
+            if isinstance(event, VerbatimEvent):
+                verbatim = (time.perf_counter() - started) * 1000
+            elif isinstance(event, AnswerEvent):
+                answer = event.answer
         latency = (time.perf_counter() - started) * 1000
         assert answer is not None
         quotes = find_quotes(answer.text)
@@ -76,9 +69,14 @@ def evaluate_answers(
             "flags": answer.flags,
             "answer": answer.text,
         }
-        if first_token is not None:
-            result["ttft_ms"] = first_token
-            result["generated"] = generated  # the text as it streamed, before verification
+        if verbatim is not None:
+            result["verbatim_ms"] = verbatim
+        if answer.synthesis_checked or "first_token_ms" in answer.timings:
+            result["synthesis_checked"] = answer.synthesis_checked
+            result["synthesis_kept"] = answer.synthesis_kept
+            result["removed"] = list(answer.removed)
+        if "first_token_ms" in answer.timings:
+            result["ttft_ms"] = answer.timings["first_token_ms"]
         if case.answerable:
             result["fact_coverage"] = fact_coverage(answer.text, case.facts)
             result["citation_precision"] = citation_precision(
@@ -105,6 +103,15 @@ def summarize_answers(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "latency_p50_ms": round(percentile(latencies, 50), 1),
         "latency_p95_ms": round(percentile(latencies, 95), 1),
     }
+    verbatim = [r["verbatim_ms"] for r in results if "verbatim_ms" in r]
+    if verbatim:
+        summary["verbatim_p50_ms"] = round(percentile(verbatim, 50), 1)
+        summary["verbatim_p95_ms"] = round(percentile(verbatim, 95), 1)
+    checked = sum(r.get("synthesis_checked", 0) for r in results)
+    if any("synthesis_checked" in r for r in results):
+        kept = sum(r.get("synthesis_kept", 0) for r in results)
+        summary["synthesis_kept_share"] = round(kept / checked, 4) if checked else 0.0
+        summary["synthesis_answers"] = sum(1 for r in results if r.get("synthesis_kept"))
     first_tokens = [r["ttft_ms"] for r in results if "ttft_ms" in r]
     if first_tokens:
         summary["ttft_p50_ms"] = round(percentile(first_tokens, 50), 1)

@@ -78,7 +78,7 @@ def run_set(
         records = retrieval_records(cases, pipeline.retriever, tick=tick)
     else:
         backend, status = pipeline.backend, assistant.model_status
-        records = answer_records(cases, pipeline, tick=tick, stream=backend != EXTRACTIVE)
+        records = answer_records(cases, pipeline, tick=tick)
     info = describe_settings(assistant.settings, mode, set_path, pipeline.retriever, backend, status)
     if command is not None:
         info["command"] = command

@@ -54,6 +54,10 @@ METRIC_LABELS = {
     "questions": "nombre de questions",
     "ttft_p50_ms": "premier jeton du modèle, médiane (ms)",
     "ttft_p95_ms": "premier jeton du modèle, 95e centile (ms)",
+    "verbatim_p50_ms": "réponse mot pour mot affichée, médiane (ms)",
+    "verbatim_p95_ms": "réponse mot pour mot affichée, 95e centile (ms)",
+    "synthesis_kept_share": "part des phrases de synthèse vérifiées et gardées",
+    "synthesis_answers": "réponses avec une synthèse",
 }
 MODE_LABELS = {"retrieval": "recherche de passages", "answer": "réponses"}
 # Metrics drawn per kind (rates in [0, 1]).

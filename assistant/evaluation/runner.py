@@ -19,8 +19,16 @@ from assistant.evaluation.metrics import mean, percentile, retrieval_metrics
 from assistant.text import clean_markup
 
 RETRIEVAL_KEYS = ("hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_recall@5")
-# In the summary of a streamed answer run only (a language model's): the time to the first token.
-STREAM_KEYS = ("ttft_p50_ms", "ttft_p95_ms")
+# In an answer run's summary when measured: the time to the verbatim answer, and with a model the
+# time to its first token and the synthesis's kept share.
+STREAM_KEYS = (
+    "verbatim_p50_ms",
+    "verbatim_p95_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "synthesis_kept_share",
+    "synthesis_answers",
+)
 SearchFn = Callable[[Case], list[str]]
 Tick = Callable[[], None]
 

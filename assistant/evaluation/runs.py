@@ -5,8 +5,9 @@ A run folder (``assistant eval SET.jsonl --out runs/NAME``) holds:
 - ``results.jsonl``: one record per question — question, kind, history, what was expected
   (``evidence``, ``facts``), the passages that came back (label, text, whether they contain an
   evidence excerpt), the answer and its citations (answer mode), every metric, the latency, and
-  ``failed`` with the French ``reasons`` (and, when a language model answered, the time to its
-  first token ``ttft_ms`` and the text it streamed, ``generated``);
+  ``failed`` with the French ``reasons``, the time to the verbatim answer ``verbatim_ms`` (and,
+  with a model, the synthesis's sentences checked and kept, the dropped ones in ``removed``, the
+  time to the model's first token ``ttft_ms``);
 - ``summary.json``: the summary (the same figures ``--json`` prints), the same per question kind,
   the number of failures, the gate outcome when ``--gate`` was asked, the baseline's summary when
   ``--baseline`` was, and the settings of the run (``describe_settings``: embedder, LLM backend
@@ -171,16 +172,11 @@ class _RecordingPipeline:
             yield event
 
 
-def answer_records(
-    cases: Sequence[Case], pipeline: Any, tick: Tick | None = None, stream: bool = False
-) -> list[dict[str, Any]]:
-    """Answer every case (``answers.evaluate_answers``); one record per case.
-
-    ``stream=True`` reads each answer as it streams: the records then also hold the time to the
-    first token (``ttft_ms``) and the text as the model wrote it, before verification
-    (``generated``)."""
+def answer_records(cases: Sequence[Case], pipeline: Any, tick: Tick | None = None) -> list[dict[str, Any]]:
+    """Answer every case (``answers.evaluate_answers``); one record per case, with the time to
+    the verbatim answer and, with a model, the synthesis's sentences kept and dropped."""
     recorder = _RecordingPipeline(pipeline)
-    results = evaluate_answers(cases, recorder, tick=tick, stream=stream)
+    results = evaluate_answers(cases, recorder, tick=tick)
     records = []
     for case, result in zip(cases, results, strict=True):
         answer = recorder.answers.get(recorder.key(case.question, case.history or None))
@@ -200,7 +196,16 @@ def answer_records(
             }
             for c in (answer.citations if answer is not None else [])
         ]
-        for key in ("fact_coverage", "citation_precision", "quote_fidelity", "ttft_ms", "generated"):
+        for key in (
+            "fact_coverage",
+            "citation_precision",
+            "quote_fidelity",
+            "verbatim_ms",
+            "ttft_ms",
+            "synthesis_checked",
+            "synthesis_kept",
+            "removed",
+        ):
             if key in result:
                 record[key] = result[key]
         record["refusal_correct"] = 1.0 if result["refused"] == (not case.answerable) else 0.0

@@ -26,8 +26,8 @@ Left out: text boxes and shapes, headers and footers, footnotes and endnotes, co
 embedded objects, the numbering's rendered labels (« 1. », « a) »), bold « Normal » paragraphs
 used as headings (only styles make headings here, unlike the PDF loader which has no styles to
 go by), and old binary .doc files (refused with advice). A corrupt file, a file that is not a
-zip, a zip that holds no Word document or one that decompresses to more than
-``DOCX_MAX_UNCOMPRESSED`` bytes raises ``IngestError``.
+zip, a zip that holds no Word document or one that really decompresses to more than
+``DOCX_MAX_UNCOMPRESSED`` bytes (measured while decompressing, ``archive.py``) raises ``IngestError``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.ingest.archive import DOCX_MAX_UNCOMPRESSED, check_docx_archive
 from assistant.ingest.errors import IngestError, doc_id_for
 from assistant.schema import Element, ElementKind, LoadedDocument
 
-DOCX_MAX_UNCOMPRESSED = 300 * 1024 * 1024
+__all__ = ["DOCX_MAX_UNCOMPRESSED", "load_docx"]
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -115,20 +116,7 @@ def _check_archive(path: Path) -> None:
             f"{_CORRUPT} (c'est un document Word 97-2003 « .doc » : enregistrez-le au format "
             ".docx puis ajoutez-le à nouveau).",
         )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise IngestError(path, f"{_CORRUPT} (ce n'est pas une archive .docx valide).") from exc
-    if not any(info.filename == "word/document.xml" for info in infos):
-        raise IngestError(path, f"{_CORRUPT} (l'archive ne contient pas de document Word).")
-    total = sum(info.file_size for info in infos)
-    if total > DOCX_MAX_UNCOMPRESSED:
-        raise IngestError(
-            path,
-            f"le fichier Word est trop volumineux une fois décompressé ({total // 2**20} Mo ; "
-            f"maximum {DOCX_MAX_UNCOMPRESSED // 2**20} Mo).",
-        )
+    check_docx_archive(path)
 
 
 @dataclass

@@ -7,7 +7,6 @@ without importing the dispatcher that imports them.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 SUPPORTED_EXTENSIONS = (".md", ".txt", ".pdf", ".docx")
@@ -31,6 +30,10 @@ def file_sha256(path: Path) -> str:
 
 
 def doc_id_for(path: Path) -> str:
-    """A stable id from the file name, extension included (« note.md » and « note.pdf » differ)."""
-    name = f"{path.stem}_{path.suffix.lstrip('.')}" if path.suffix else path.stem
-    return re.sub(r"[^a-zA-Z0-9_-]+", "_", name).strip("_").lower() or "document"
+    """The document's identity: its file name exactly as on disk (the corpus folder is flat).
+
+    Nothing is folded: « Note A.md », « note a.md » and « note_a.md » are three documents, so
+    their passage ids cannot collide (a lowercased slug once gave them the same ids, and Chroma
+    refused the whole build). Ids written by that slug never contain a dot, so an index built
+    before keeps working: its ids cannot meet the new ones."""
+    return path.name

@@ -134,7 +134,8 @@ def _failure_reason(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ child
 
 
-def _limit_memory(limit: int) -> None:
+def limit_address_space(limit: int) -> None:
+    """Cap this process's address space (``RLIMIT_AS``) at ``limit`` bytes, where the platform can."""
     try:
         import resource
     except ImportError:  # not on this platform (Windows): the time limit still applies
@@ -150,7 +151,7 @@ def _limit_memory(limit: int) -> None:
 
 def _child_main(argv: list[str]) -> int:
     path, memory_limit = Path(argv[0]), int(argv[1])
-    _limit_memory(memory_limit)
+    limit_address_space(memory_limit)
     real_stdout = sys.stdout
     sys.stdout = sys.stderr  # nothing but the result may reach the parent's pipe
     logging.basicConfig(level=logging.ERROR)

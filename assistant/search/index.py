@@ -1,11 +1,16 @@
 """The vector index: Chroma (embedded under ``index/`` or a Chroma server), with a manifest.
 
-Every build writes a complete new *generation* (a new collection) and only then switches the
-manifest to it, so a crash mid-build never leaves a half-written index in use; the old
-generation is dropped afterwards. Vectors of unchanged files are copied from the current
-generation, so changing one file re-embeds only that file. The manifest (format version,
-embedder, chunker version, SHA-256 of every corpus file) decides what is fresh; any mismatch of
-embedder or chunker rebuilds everything rather than mixing vectors.
+The manifest (format version, embedder, chunker version, SHA-256 of every corpus file, the
+current *generation* and how many items it holds) decides what is fresh; any mismatch of
+embedder or chunker rebuilds everything rather than mixing vectors. Building lives in
+``index_build.py`` (a new generation, then the switch), the store's own failures in
+``store.py``.
+
+The manifest is never taken on trust: before reporting « à jour » or serving reads, the
+generation it names must open and hold what it says (``damage``); a damaged store is rebuilt.
+When the index is merely out of date and cannot be updated — another process holds the writer
+lock, the disk is full, the build crashed — reads go on from the intact generation the manifest
+still names, with a French notice (``open_for_reading``).
 
 One writer at a time: a lock file guards builds (Chroma reports: concurrent writers have
 corrupted Chroma folders beyond repair). Readers never need it.
@@ -17,72 +22,48 @@ import contextlib
 import fcntl
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from assistant.ingest.chunking import CHUNKER_VERSION, chunk_blocks, sentence_units
-from assistant.ingest.errors import IngestError, file_sha256
-from assistant.ingest.formats import load_document
-from assistant.ingest.structure import build_blocks
-from assistant.schema import Chunk
-from assistant.search.embeddings import ProgressEmbeddings, build_embeddings, embedder_name
+from assistant.ingest.chunking import CHUNKER_VERSION
+from assistant.ingest.errors import file_sha256
+from assistant.search.embeddings import build_embeddings, embedder_name
+from assistant.search.index_build import IndexReport, Progress, build, corpus_files
+from assistant.search.prepare import PreparedDocument
+from assistant.search.store import (
+    IndexBusy,
+    IndexDamaged,
+    IndexError_,
+    IndexWriteFailed,
+    check_collection,
+    chroma_dir,
+    describe_write_failure,
+    open_client,
+    set_aside,
+)
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
-# (done, total, message) — the CLI draws a tqdm bar with it, the app a gr.Progress.
-Progress = Callable[[int, int, str], None]
 
-
-class IndexError_(RuntimeError):
-    """The index cannot be used or built (French message)."""
-
-
-@dataclass
-class IndexReport:
-    """What a build did, for the CLI and the app to tell the user."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    refused: list[IngestError] = field(default_factory=list)
-    kept_previous: list[str] = field(default_factory=list)
-    embedded_chunks: int = 0  # chunk vectors computed (the others were reused)
-    embedded_sentences: int = 0
-    total_chunks: int = 0
-    seconds: float = 0.0
-    rebuilt: bool = False
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed or self.rebuilt)
-
-    def summary_fr(self) -> str:
-        """One French sentence for users: what changed, how long it took, what was computed."""
-        parts = [
-            f"{len(names)} document(s) {label}"
-            for label, names in (
-                ("ajouté(s)", self.added),
-                ("mis à jour", self.updated),
-                ("retiré(s)", self.removed),
-                ("inchangé(s)", self.unchanged),
-            )
-            if names
-        ]
-        seconds = f"{self.seconds:.1f}".replace(".", ",")
-        return (
-            f"Index mis à jour en {seconds} s : {', '.join(parts) or 'aucun document'} ; "
-            f"{self.total_chunks} passages, dont {self.embedded_chunks} recalculés."
-        )
+__all__ = [
+    "FORMAT_VERSION",
+    "CorpusIndex",
+    "IndexBusy",
+    "IndexDamaged",
+    "IndexError_",
+    "IndexReport",
+    "IndexWriteFailed",
+    "Progress",
+    "Record",
+    "corpus_files",
+]
 
 
 @dataclass
@@ -93,17 +74,6 @@ class Record:
     text: str
     label: str
     metadata: dict[str, Any]
-
-
-def corpus_files(corpus_dir: Path) -> list[Path]:
-    """Every regular file of the corpus folder (refused ones included, to report them)."""
-    if not corpus_dir.is_dir():
-        return []
-    return sorted(p for p in corpus_dir.iterdir() if p.is_file() and not p.name.startswith((".", "~$")))
-
-
-def _now() -> str:
-    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
 
 class CorpusIndex:
@@ -121,33 +91,28 @@ class CorpusIndex:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-
-            chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-            if self.settings.chroma_is_remote:
-                try:
-                    self._client = chromadb.HttpClient(
-                        host=self.settings.chroma_host or "127.0.0.1",
-                        port=self.settings.chroma_port,
-                        settings=chroma_settings,
-                    )
-                except Exception as exc:
-                    raise IndexError_(
-                        "Le serveur Chroma ne répond pas à "
-                        f"{self.settings.chroma_host}:{self.settings.chroma_port} ({exc})."
-                    ) from exc
-            else:
-                self.index_dir.mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(
-                    path=str(self.index_dir / "chroma"), settings=chroma_settings
-                )
+            self._client = open_client(self.settings)
         return self._client
 
-    def _vectorstore(self, collection: str) -> Any:
+    def store(self, collection: str, embeddings: Embeddings | None = None, create: bool = False) -> Any:
+        """The LangChain store of ``collection``; reads never create it (an empty one would
+        answer nothing and hide the damage)."""
         from langchain_chroma import Chroma
 
-        return Chroma(client=self.client, collection_name=collection, embedding_function=self.embeddings)
+        try:
+            return Chroma(
+                client=self.client,
+                collection_name=collection,
+                embedding_function=embeddings or self.embeddings,
+                create_collection_if_not_exists=create,
+            )
+        except IndexError_:
+            raise
+        except Exception as exc:
+            raise IndexDamaged(
+                f"L'index enregistré est endommagé ({chroma_dir(self.settings)} : la collection "
+                f"« {collection} » est introuvable ou illisible) : lancez « assistant index »."
+            ) from exc
 
     @property
     def manifest_path(self) -> Path:
@@ -163,20 +128,25 @@ class CorpusIndex:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write_manifest(self, data: dict[str, Any]) -> None:
+    def write_manifest(self, data: dict[str, Any]) -> None:
         self.index_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         tmp.replace(self.manifest_path)  # atomic: the switch to the new generation
 
     @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        with (self.index_dir / ".lock").open("w") as handle:
+    def writer_lock(self) -> Iterator[None]:
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            handle = (self.index_dir / ".lock").open("w")
+        except OSError as exc:
+            reason = describe_write_failure(exc, self.index_dir)
+            raise IndexWriteFailed(f"L'index n'a pas pu être écrit : {reason or exc}") from exc
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise IndexError_(
+                raise IndexBusy(
                     "Une indexation est déjà en cours (autre processus) : réessayez dans un instant."
                 ) from exc
             try:
@@ -184,8 +154,48 @@ class CorpusIndex:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    # -- health ------------------------------------------------------------------------------
+    def damage(self) -> str | None:
+        """Why the stored index cannot serve reads (French), or ``None``.
+
+        ``None`` too when there is no generation yet (that is ``missing``, not damage) and the
+        store opens."""
+        manifest = self.manifest()
+        name = manifest.get("collection")
+        if not name and self.settings.chroma_is_remote:
+            return None  # nothing to check, and no server to bother
+        try:
+            client = self.client
+        except IndexDamaged as error:
+            return error.reason
+        if not name:
+            return None
+        reason = check_collection(client, str(name), manifest.get("chunks"))
+        if reason is None and manifest.get("sentences"):
+            reason = check_collection(client, str(manifest["sentences"]), manifest.get("sentence_count"))
+        if reason is None:
+            return None
+        where = "serveur Chroma" if self.settings.chroma_is_remote else chroma_dir(self.settings)
+        return f"{where} : {reason}"
+
+    def reset_store(self) -> None:
+        """Make room for a full rebuild after damage: a local store is set aside, a server's
+        damaged collections dropped. The manifest is left alone until the new generation is in."""
+        self._records = None
+        if self.settings.chroma_is_remote:
+            manifest = self.manifest()
+            for key in ("collection", "sentences"):
+                if manifest.get(key):
+                    with contextlib.suppress(Exception):
+                        self.client.delete_collection(str(manifest[key]))
+            return
+        self._client = None
+        moved = set_aside(chroma_dir(self.settings))
+        if moved is not None:
+            log.warning("damaged Chroma store moved to %s", moved)
+
     # -- freshness ---------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "embedder": embedder_name(self.embeddings),
@@ -193,11 +203,13 @@ class CorpusIndex:
         }
 
     def state(self) -> str:
-        """``missing``, ``stale`` or ``fresh`` for the current corpus folder."""
+        """``missing``, ``damaged``, ``stale`` or ``fresh`` for the current corpus folder."""
         manifest = self.manifest()
         if not manifest.get("collection"):
             return "missing"
-        if any(manifest.get(k) != v for k, v in self._config().items()):
+        if self.damage():
+            return "damaged"
+        if any(manifest.get(k) != v for k, v in self.config().items()):
             return "stale"
         known = manifest.get("files", {}) | manifest.get("refused", {})
         files = corpus_files(self.settings.corpus_dir)
@@ -210,168 +222,49 @@ class CorpusIndex:
         return "fresh"
 
     def ensure(self, progress: Progress | None = None) -> IndexReport | None:
-        """Build or update the index when missing or stale; ``None`` when already fresh."""
+        """Build or update the index when missing, damaged or stale; ``None`` when fresh."""
         if self.state() == "fresh":
             return None
         return self.update(progress=progress)
 
+    def open_for_reading(self, progress: Progress | None = None) -> tuple[IndexReport | None, str]:
+        """Make the index fresh if possible; else keep serving the intact generation.
+
+        Returns the build report (``None`` when nothing was built) and a French notice, empty
+        unless reads come from a generation that is not up to date. Only when there is nothing
+        usable (no generation, or a damaged one) does a failed build raise."""
+        state = self.state()
+        if state == "fresh":
+            return None, ""
+        try:
+            return self.update(progress=progress), ""
+        except Exception as error:
+            if state != "stale":
+                raise
+            log.warning("index update failed, reading the previous generation", exc_info=True)
+            built = str(self.manifest().get("built_at", "")).replace("T", " à ")[:21]
+            reason = str(error) if isinstance(error, IndexError_) else f"erreur inattendue : {error}"
+            return None, (
+                f"L'index n'est pas à jour ({reason.rstrip('.')}) : les réponses viennent de "
+                f"l'index précédent{f', construit le {built}' if built else ''}, "
+                "sans les dernières modifications du corpus."
+            )
+
     # -- building ----------------------------------------------------------------------------
-    def update(self, progress: Progress | None = None, force: bool = False) -> IndexReport:
-        """Bring the index in line with the corpus folder (see the module docstring)."""
-        started = time.perf_counter()
-        report = IndexReport()
-        with self._writer_lock():
-            manifest = self.manifest()
-            config = self._config()
-            reuse = not force and all(manifest.get(k) == v for k, v in config.items())
-            report.rebuilt = not reuse or not manifest.get("collection")
-            old_collection = manifest.get("collection", "")
-            old_files: dict[str, Any] = manifest.get("files", {}) if reuse else {}
+    def update(
+        self,
+        progress: Progress | None = None,
+        force: bool = False,
+        prepared: PreparedDocument | None = None,
+    ) -> IndexReport:
+        """Bring the index in line with the corpus folder (``index_build.build``); ``prepared``:
+        a file already read and embedded in a bounded child process (``search.prepare``)."""
+        return build(self, progress=progress, force=force, prepared=prepared)
 
-            plan: list[tuple[str, str, list[Chunk] | None]] = []  # (name, sha, new chunks)
-            refused: dict[str, Any] = {}
-            for path in corpus_files(self.settings.corpus_dir):
-                sha = file_sha256(path)
-                previous = old_files.get(path.name)
-                if previous and previous.get("sha256") == sha:
-                    plan.append((path.name, sha, None))
-                    report.unchanged.append(path.name)
-                    continue
-                try:
-                    document = load_document(path)
-                    chunks = chunk_blocks(build_blocks(document), source=path.name)
-                except IngestError as error:
-                    report.refused.append(error)
-                    refused[path.name] = {"sha256": sha, "reason": error.reason}
-                    if previous:  # keep the last good version rather than lose it
-                        plan.append((path.name, previous["sha256"], None))
-                        report.kept_previous.append(path.name)
-                    continue
-                plan.append((path.name, sha, chunks))
-                (report.updated if previous else report.added).append(path.name)
-            report.removed = sorted(set(old_files) - {name for name, _, _ in plan})
+    def forget_records(self) -> None:
+        self._records = None
 
-            known: dict[str, list[float]] = {}
-            kept_records: list[tuple[str, str, dict[str, Any]]] = []
-            if old_collection and reuse:
-                kept_ids = [cid for name, _, c in plan if c is None for cid in old_files[name]["chunk_ids"]]
-                if kept_ids:
-                    stored = self._vectorstore(old_collection).get(
-                        ids=kept_ids, include=["embeddings", "documents", "metadatas"]
-                    )
-                    for cid, doc, meta, vector in zip(
-                        stored["ids"],
-                        stored["documents"],
-                        stored["metadatas"],
-                        stored["embeddings"],
-                        strict=True,
-                    ):
-                        known[doc] = [float(x) for x in vector]
-                        kept_records.append((cid, doc, meta))
-
-            ids: list[str] = []
-            texts: list[str] = []
-            metadatas: list[dict[str, Any]] = []
-            files_entry: dict[str, Any] = {}
-            for cid, doc, meta in kept_records:
-                ids.append(cid)
-                texts.append(doc)
-                metadatas.append(meta)
-            for name, sha, new_chunks in plan:
-                if new_chunks is None:
-                    files_entry[name] = old_files[name]
-                    continue
-                chunks = new_chunks
-                for chunk in chunks:
-                    ids.append(chunk.chunk_id)
-                    texts.append(chunk.embedding_text())
-                    metadatas.append(
-                        chunk.metadata
-                        | {
-                            "text": chunk.text,
-                            "label": chunk.breadcrumb,
-                            "start": chunk.start,
-                            "end": chunk.end,
-                        }
-                    )
-                files_entry[name] = {
-                    "sha256": sha,
-                    "doc_id": chunks[0].doc_id if chunks else "",
-                    "label": chunks[0].metadata.get("doc_label", name) if chunks else name,
-                    "chunk_ids": [c.chunk_id for c in chunks],
-                    "chunks": len(chunks),
-                    "indexed_at": _now(),
-                }
-
-            report.embedded_chunks = sum(1 for t in texts if t not in known)
-            old_sentences = manifest.get("sentences", "")
-            if old_sentences and reuse:
-                stored = self._vectorstore(old_sentences).get(include=["embeddings", "documents"])
-                for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
-                    known[doc] = [float(x) for x in vector]
-            unit_ids: list[str] = []
-            unit_texts: list[str] = []
-            unit_metas: list[dict[str, Any]] = []
-            for cid, meta in zip(ids, metadatas, strict=True):
-                for number, unit in enumerate(sentence_units(str(meta["text"]))):
-                    unit_ids.append(f"{cid}#s{number:02d}")
-                    unit_texts.append(f"{meta['doc_label']} › {meta['section']}\n{unit}")
-                    unit_metas.append(
-                        {"parent": cid, "scenario": meta["scenario"], "section_kind": meta["section_kind"]}
-                    )
-
-            to_embed = len({t for t in texts + unit_texts if t not in known})
-            report.embedded_sentences = sum(1 for t in unit_texts if t not in known)
-            done = 0
-
-            def advance(count: int) -> None:
-                nonlocal done
-                done += count
-                if progress:
-                    progress(done, to_embed, "Calcul des embeddings")
-
-            if progress:
-                progress(0, to_embed, "Calcul des embeddings")
-            wrapper = ProgressEmbeddings(self.embeddings, known, advance)
-            collection = (
-                f"{self.settings.collection}_g{time.strftime('%Y%m%d%H%M%S')}_{time.time_ns() % 10**6:06d}"
-            )
-            from langchain_chroma import Chroma
-
-            store = Chroma(client=self.client, collection_name=collection, embedding_function=wrapper)
-            sentences = Chroma(
-                client=self.client, collection_name=f"{collection}_s", embedding_function=wrapper
-            )
-            batch = 64
-            for target, all_ids, all_texts, all_metas in (
-                (store, ids, texts, metadatas),
-                (sentences, unit_ids, unit_texts, unit_metas),
-            ):
-                for start in range(0, len(all_ids), batch):
-                    target.add_texts(
-                        texts=all_texts[start : start + batch],
-                        metadatas=all_metas[start : start + batch],
-                        ids=all_ids[start : start + batch],
-                    )
-            report.total_chunks = len(ids)
-
-            self._write_manifest(
-                config
-                | {
-                    "collection": collection,
-                    "sentences": f"{collection}_s",
-                    "built_at": _now(),
-                    "files": files_entry,
-                    "refused": refused,
-                    "chunks": len(ids),
-                }
-            )
-            self._records = None
-            self._drop_other_generations(keep=collection)
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _drop_other_generations(self, keep: str) -> None:
+    def drop_other_generations(self, keep: str) -> None:
         prefix = f"{self.settings.collection}_g"
         for collection in self.client.list_collections():
             name = collection if isinstance(collection, str) else collection.name
@@ -388,18 +281,27 @@ class CorpusIndex:
         return str(name)
 
     def vectorstore(self) -> Any:
-        return self._vectorstore(self.collection_name)
+        return self.store(self.collection_name)
 
     def sentence_store(self) -> Any | None:
         """The sentence vectors of the current generation (None for an index built without)."""
         name = self.manifest().get("sentences")
-        return self._vectorstore(str(name)) if name else None
+        return self.store(str(name)) if name else None
 
     def records(self) -> list[Record]:
-        """All stored chunks (cached per generation), in document order."""
+        """All stored chunks (cached per generation), in document order.
+
+        Checked against the manifest: a store that lost passages raises ``IndexDamaged``
+        rather than serving an empty or partial corpus."""
         name = self.collection_name
         if self._records is None or self._records_collection != name:
-            stored = self._vectorstore(name).get(include=["metadatas"])
+            stored = self.store(name).get(include=["metadatas"])
+            expected = self.manifest().get("chunks")
+            if expected is not None and len(stored["ids"]) != expected:
+                raise IndexDamaged(
+                    f"L'index enregistré est endommagé ({chroma_dir(self.settings)} : "
+                    f"{len(stored['ids'])} passages au lieu de {expected}) : lancez « assistant index »."
+                )
             records = [
                 Record(cid, str(meta.get("text", "")), str(meta.get("label", "")), dict(meta))
                 for cid, meta in zip(stored["ids"], stored["metadatas"], strict=True)

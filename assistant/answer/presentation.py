@@ -1,0 +1,44 @@
+"""What an answer says about itself, in the same French words for the app, the CLI and exports:
+how the question was read, and which parts of the answer come from where.
+
+Deliberately left out: markup (each renderer escapes and formats these lines its own way).
+"""
+
+from __future__ import annotations
+
+from assistant.domain import SCENARIOS, SECTIONS
+from assistant.schema import Answer
+
+
+def understood_line(answer: Answer) -> str:
+    """« Question comprise : … — lue comme : Limites, scénario ENTPE. »: how the question was
+    read (a follow-up rewritten, the section and scenario a word was taken for: « risques » →
+    Limites), so that a wrong reading can be seen; empty when there is nothing to add."""
+    understood = answer.standalone_question.strip()
+    rewritten = understood and understood != answer.question.strip()
+    read = [SECTIONS.get(s, s) for s in answer.read_as.get("sections", [])]
+    read += [_scenario(s) for s in answer.read_as.get("scenarios", [])]
+    if not rewritten and not read:
+        return ""
+    line = f"Question comprise : {understood}" if rewritten else "Question comprise"
+    if read:
+        line += f" — lue comme portant sur : {', '.join(read)}"
+    return line + "."
+
+
+def _scenario(code: str) -> str:
+    name = SCENARIOS.get(code, code)
+    return name if name.lower().startswith(("note", "scénario")) else f"scénario {name}"
+
+
+def origin_line(answer: Answer) -> str:
+    """Where the answer comes from, without internal names: always the dossier's own lines, and
+    a verified synthesis when a model wrote one."""
+    if answer.refused:
+        return "Réponse : le dossier ne traite pas cette question."
+    if answer.synthesis:
+        return (
+            "Réponse : extraits du dossier mot pour mot, puis une synthèse écrite par le modèle de "
+            "langage, chaque phrase vérifiée dans ces extraits."
+        )
+    return "Réponse : extraits du dossier mot pour mot."
