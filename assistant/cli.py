@@ -476,12 +476,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_quote(args: argparse.Namespace) -> int:
     from assistant.answer.errors import QuestionError
-    from assistant.answer.quotes import quotes_to_csv, quotes_to_markdown
+    from assistant.answer.quotes import QUOTES_K, quotes_to_csv, quotes_to_markdown
 
     # Quotes and comparisons are verbatim: no language model is loaded for them.
     assistant = open_assistant(_settings(args), with_model=False)
     try:
-        results = assistant.quote(args.request, scenarios=args.scenario, sections=args.section, k=args.k or 5)
+        k = args.k or QUOTES_K
+        results = assistant.quote(args.request, scenarios=args.scenario, sections=args.section, k=k)
     except QuestionError as error:
         print(f"Erreur : {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from assistant.answer.comparison import Comparison
 from assistant.answer.errors import LLMUnavailable
 from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
 from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
-from assistant.answer.quotes import QuoteResult
+from assistant.answer.quotes import QUOTES_K, QuoteResult
 from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
 from assistant.schema import Answer, History
 from assistant.search.embeddings import embedder_name
@@ -109,7 +109,7 @@ class Assistant:
         request: str,
         scenarios: Sequence[str] | None = None,
         sections: Sequence[str] | None = None,
-        k: int = 5,
+        k: int = QUOTES_K,
     ) -> list[QuoteResult]:
         return self.pipeline.quote(request, scenarios, sections, k)
 

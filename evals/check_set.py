@@ -218,9 +218,10 @@ def main():
             err(ln, "facts doit être une liste de chaînes")
             continue
 
-        # history : obligatoire pour multiturn, interdit ailleurs.
+        # history : obligatoire pour multiturn, permis pour unanswerable (une question sans
+        # réponse posée au fil d'une conversation), interdit ailleurs.
         history = item.get("history")
-        if kind == "multiturn":
+        if kind == "multiturn" or (kind == "unanswerable" and history is not None):
             if not isinstance(history, list) or len(history) < 2:
                 err(ln, "multiturn : history doit contenir au moins un échange")
             else:
@@ -237,7 +238,7 @@ def main():
                 if history and history[-1].get("role") != "assistant":
                     err(ln, "history doit se terminer par un tour assistant")
         elif history is not None:
-            err(ln, "history n'est permis que pour kind=multiturn")
+            err(ln, "history n'est permis que pour kind=multiturn ou unanswerable")
 
         # Questions sans réponse dans le dossier.
         if kind == "unanswerable":

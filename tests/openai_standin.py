@@ -15,21 +15,30 @@ Left out: tools, embeddings, authentication checks (the Authorization header is 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 MODEL_ID = "standin-model"
+INVENTED = "Le CMA sera dissous en 2031 par décision du conseil des zorglubs"
 
 
-def reply_text(messages: list[dict[str, Any]]) -> str:
-    """The deterministic answer for a list of chat messages."""
+def reply_text(messages: list[dict[str, Any]], quote: bool = False) -> str:
+    """The deterministic answer for a list of chat messages. With ``quote`` (and passages in the
+    prompt), a synthesis instead: the first sentence of the first ``<passage n="…">`` block with
+    its marker, which verification keeps, then an invented one (``INVENTED``), which it drops."""
     last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     if isinstance(last_user, list):  # content parts
         last_user = " ".join(p.get("text", "") for p in last_user if isinstance(p, dict))
     excerpt = str(last_user or "")[:40]
-    return f"Réponse de test : {len(messages)} messages reçus ; question : « {excerpt} »."
+    text = f"Réponse de test : {len(messages)} messages reçus ; question : « {excerpt} »."
+    found = re.search(r'<passage n="(\d+)"[^>]*>\s*(.+?)(?:[.!?](?:\s|$)|</passage>)', str(last_user), re.S)
+    if quote and found:
+        sentence = " ".join(found.group(2).split()).rstrip(" .…")
+        return f"{sentence} [{found.group(1)}]. {INVENTED} [{found.group(1)}]."
+    return text
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": {"message": "panne simulée", "type": "server_error"}},
             )
             return
-        text = reply_text(messages)
+        text = reply_text(messages, self.server.quote)
         model = body.get("model", MODEL_ID)
         if body.get("stream"):
             self._stream(text, model, bool((body.get("stream_options") or {}).get("include_usage")))
@@ -148,9 +157,10 @@ def _usage(messages: list[dict[str, Any]], text: str) -> dict[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, delay_s: float, fail_status: int | None) -> None:
+    def __init__(self, delay_s: float, fail_status: int | None, quote: bool) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay_s = delay_s
+        self.quote = quote
         self.fail_status = fail_status
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -166,11 +176,12 @@ class OpenAIStandin:
     """Run the stand-in on 127.0.0.1 at a free port, in a background thread.
 
     ``delay_s`` sleeps before each streamed piece (and before a plain reply), to test timeouts;
-    ``fail_status`` makes every chat completion answer with that HTTP error status.
+    ``fail_status`` makes every chat completion answer with that HTTP error status; ``quote``
+    adds a sentence copied from the first passage of the prompt (see ``reply_text``).
     """
 
-    def __init__(self, delay_s: float = 0.0, fail_status: int | None = None) -> None:
-        self._server = _Server(delay_s, fail_status)
+    def __init__(self, delay_s: float = 0.0, fail_status: int | None = None, quote: bool = False) -> None:
+        self._server = _Server(delay_s, fail_status, quote)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -2,8 +2,11 @@
 
 One walk through the app as a first-time user would take it — ask, read the sources, compare,
 export, give feedback, upload a bad file then a hostile one — with screenshots saved under
-``test-artifacts/``. The hostile document carries a ``<script>``, an external Markdown image and
-link and template syntax: the test checks that none of it runs or loads anything.
+``test-artifacts/``; then a second app with a language model (the OpenAI-compatible stand-in,
+streaming slowly), whose page is polled while it answers: the verbatim answer comes first, only
+verified synthesis sentences ever appear, and a question outside the dossier shows no model
+text. The hostile document carries a ``<script>``, an external Markdown image and link and
+template syntax: the test checks that none of it runs or loads anything.
 """
 
 from __future__ import annotations
@@ -69,25 +72,32 @@ def app(
 
 
 @pytest.fixture(scope="module")
-def page(app: Any) -> Iterator[Any]:
+def browser(app: Any) -> Iterator[Any]:
+    """One Chromium for the module (Playwright's sync API allows one running instance)."""
     from playwright.sync_api import sync_playwright
 
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="fr-FR")
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.requests = []  # type: ignore[attr-defined]
-        page.dialogs = []  # type: ignore[attr-defined]
-        page.on("request", lambda request: page.requests.append(request.url))
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-        page.goto(app.url)
-        page.wait_for_selector("#question textarea")
-        yield page
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app: Any, browser: Any) -> Iterator[Any]:
+    # A laptop screen; the locale is English on purpose: the page must be French anyway.
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.requests = []  # type: ignore[attr-defined]
+    page.dialogs = []  # type: ignore[attr-defined]
+    page.on("request", lambda request: page.requests.append(request.url))
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(app.url)
+    page.wait_for_selector("#question textarea")
+    yield page
+    context.close()
 
 
 def shot(page: Any, name: str) -> None:
@@ -105,7 +115,7 @@ def ask(page: Any, question: str, mode: str = "Réponse") -> None:
             const bots = document.querySelectorAll("#chat [data-testid='bot']");
             if (bots.length <= n) return false;
             const text = bots[bots.length - 1].innerText;
-            return !["▍", "Recherche des passages", "rédaction de la réponse"].some(s => text.includes(s));
+            return !["Recherche des passages", "Synthèse en cours"].some(s => text.includes(s));
         }""",
         arg=before,
     )
@@ -119,8 +129,14 @@ def last_answer(page: Any) -> str:
 def test_first_visit_shows_status_examples_and_no_external_request(page: Any, app: Any) -> None:
     assert "Assistant du dossier CMA" in page.locator("#app-header").inner_text()
     status = page.locator("#status-line").inner_text()
-    assert "mode extractif, sans LLM" in status and "passages" in status
+    assert "mot pour mot (pas de synthèse par un modèle de langage)" in status and "passages" in status
+    assert not any(word in status for word in ("Embeddings", "llama", "licence", "gemma"))
     assert "Quelles sont les limites du scénario ENTPE ?" in page.inner_text("body")
+    # 1366×768: the question box and the labelled « Nouvelle conversation » button need no scrolling.
+    box = page.locator("#question textarea").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 768, box
+    assert page.locator("#new-conversation").inner_text().strip() == "Nouvelle conversation"
+    assert page.evaluate("() => document.documentElement.lang") == "fr"
     shot(page, "01_accueil")
     hosts = {url.split("/")[2] for url in page.requests if url.startswith("http")}
     assert hosts == {app.url.split("/")[2]}, hosts  # no font, script or image from elsewhere
@@ -139,6 +155,8 @@ def test_answer_streams_with_markers_and_highlighted_sources(page: Any) -> None:
     assert page.locator("#question-notice").inner_text() == ""
     answer = last_answer(page)
     assert "[1]" in answer and "Réponse — aucun filtre" in answer
+    assert "mot pour mot" in answer and "Synthèse" not in answer  # no model in this app
+    assert "Question comprise — lue comme portant sur : Limites, scénario ENTPE." in answer
     assert "Scénario ENTPE › Limites" in page.locator("#sources").inner_text()
     shot(page, "02_reponse_et_sources")
 
@@ -168,7 +186,8 @@ def test_compare_mode_renders_a_table_per_scenario(page: Any) -> None:
     table = page.locator("#chat table").last
     header = table.locator("th").all_inner_texts()
     assert header[0] == "Section" and any("CMVRH" in h for h in header) and any("ENTPE" in h for h in header)
-    assert "[1]" in table.inner_text()
+    cells = table.inner_text()
+    assert "[1]" in cells and "À redéfinir" in cells  # the row's words, not only its title
     shot(page, "04_comparaison")
 
 
@@ -206,6 +225,8 @@ def test_feedback_with_comment_is_saved(page: Any, app: Any) -> None:
 def test_bad_upload_shows_a_french_error_and_changes_nothing(page: Any, app: Any, tmp_path: Path) -> None:
     before = sorted(p.name for p in app.corpus_dir.iterdir())
     page.get_by_role("tab", name="Corpus").click()
+    upload = page.locator("#upload").inner_text()
+    assert "Déposez le fichier ici" in upload and "Drop File Here" not in upload
     fake = tmp_path / "budget.pdf"
     fake.write_text("Ceci est du texte, pas un PDF.", encoding="utf-8")
     page.set_input_files("#upload input[type=file]", str(fake))
@@ -271,3 +292,90 @@ def test_evaluation_tab_runs_a_set_and_shows_the_summary(page: Any, tmp_path: Pa
     reports = page.locator("#eval-reports").inner_text().replace("\n", "")
     assert "report.html" in reports and "report.md" in reports
     shot(page, "10_evaluation")
+
+
+# -- with a language model ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_app(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings, built_index: CorpusIndex
+) -> Iterator[Any]:
+    """The app with the OpenAI-compatible stand-in as its model: one word every 0.12 s, a
+    synthesis of one true sentence (copied from the first quoted passage) and one invented."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium absent (installé par « make test »).")
+    from openai_standin import MODEL_ID, OpenAIStandin
+    from test_app_api import start_app
+
+    with OpenAIStandin(delay_s=0.12, quote=True) as server:
+        model = {
+            "ASSISTANT_LLM": "openai",
+            "ASSISTANT_OPENAI_BASE_URL": server.base_url,
+            "ASSISTANT_OPENAI_MODEL": MODEL_ID,
+            "ASSISTANT_OPENAI_API_KEY": "cle-test",
+        }
+        with start_app(tmp_path_factory.mktemp("app_model"), settings, model) as running:
+            running.server = server
+            yield running
+
+
+@pytest.fixture(scope="module")
+def model_page(model_app: Any, browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="fr-FR")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(model_app.url)
+    page.wait_for_selector("#question textarea")
+    yield page
+    context.close()
+
+
+def watch(page: Any, question: str, seconds: float = 60.0) -> list[tuple[float, str]]:
+    """Ask ``question`` and read the last answer every 50 ms until it is finished: every text
+    the page showed, with its time."""
+    before = page.locator("#chat [data-testid='bot']").count()
+    page.fill("#question textarea", question)
+    started = time.monotonic()
+    page.click("#send")
+    seen: list[tuple[float, str]] = []
+    while time.monotonic() - started < seconds:
+        text = page.evaluate(
+            """n => {
+                const bots = document.querySelectorAll("#chat [data-testid='bot']");
+                return bots.length > n ? bots[bots.length - 1].innerText : "";
+            }""",
+            before,
+        )
+        if text and (not seen or seen[-1][1] != text):
+            seen.append((time.monotonic() - started, text))
+        finished = text and not any(s in text for s in ("Recherche des passages", "Synthèse en cours"))
+        if finished and not page.evaluate("() => document.querySelector('#send').disabled"):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"no finished answer after {seconds} s: {seen[-1:] or 'nothing'}")
+
+
+def test_the_verbatim_answer_appears_before_the_synthesis_and_nothing_unverified(
+    model_page: Any, model_app: Any
+) -> None:
+    from openai_standin import INVENTED
+
+    seen = watch(model_page, "Combien d'agents compte le CIPEN ?")
+    verbatim = next(t for t, text in seen if "mot pour mot" in text)
+    synthesis = next(t for t, text in seen if "70 agents" in text.partition("Synthèse (chaque phrase")[2])
+    assert verbatim < synthesis, "\n\n=====\n".join(f"{t:.2f}: {x}" for t, x in seen)
+    final = seen[-1][1]
+    assert "70 agents" in final.split("Synthèse (")[1]  # the verified sentence, with its marker
+    assert not any(INVENTED[:30] in text or "2031" in text for _, text in seen)  # never shown
+    assert "écartées" in final  # the dropped sentence is said, not shown
+    shot(model_page, "10_reponse_puis_synthese")
+
+
+def test_a_question_outside_the_dossier_shows_no_model_text_at_any_moment(
+    model_page: Any, model_app: Any
+) -> None:
+    asked = len(model_app.server.requests)
+    seen = watch(model_page, "Quelle est la recette de la tarte aux pommes ?")
+    assert "ne traite pas" in seen[-1][1]
+    assert not any("Synthèse" in text or "2031" in text for _, text in seen), seen
+    assert len(model_app.server.requests) == asked  # the model was never called
+    shot(model_page, "11_hors_dossier_refuse")

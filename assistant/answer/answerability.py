@@ -245,9 +245,12 @@ class Assessor:
     ) -> Verdict:
         if not passages:
             return Verdict("refuse", "aucun passage du dossier ne correspond à la question")
-        # A question asked after others may lean on them (« y », « en »): its words are judged
-        # together with the previous question's.
-        context = f"{question} {previous}" if (previous := _previous_question(history)) else intent.standalone
+        # A follow-up leans on the previous question (« y », « Lesquels ? »): its words are judged
+        # together with it. A question with its own subject is judged alone: asked after a
+        # question on the dossier, « Quelle est la recette de la tarte aux pommes ? » used to
+        # borrow that question's words and be answered with a passage.
+        previous = _previous_question(history) if intent.follow_up else None
+        context = f"{question} {previous}" if previous else intent.standalone
         reason = (
             self.empty_section(intent)
             or self.off_domain(intent, domain_similarity)

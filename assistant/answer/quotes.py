@@ -75,6 +75,8 @@ def quotes_to_markdown(results: Sequence[QuoteResult]) -> str:
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
 
+# Quotes returned for a request, the same in the app, the CLI and the API.
+QUOTES_K = 8
 CSV_COLUMNS = ["rang", "citation", "reference", "document", "section", "ligne", "page", "fichier"]
 
 

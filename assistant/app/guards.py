@@ -1,4 +1,5 @@
-"""Two guards around Gradio's server: failed logins limited per client, a French « queue full ».
+"""Guards around Gradio's server: failed logins limited per client, a French « queue full », and
+a page whose own widgets speak French (``FrenchPage``).
 
 ``LoginLimiter`` is an ASGI middleware on Gradio's ``POST /login`` (Gradio's built-in login has
 no limit, and its ``auth`` callable never sees who is asking): after ``max_attempts`` failures
@@ -177,3 +178,48 @@ def _wait_estimate(queue: Any, fn: Any) -> float:
     stats = getattr(queue, "process_time_per_fn", {}).get(fn)
     average = getattr(stats, "avg_time", None)
     return float(average) if average else DEFAULT_WAIT_S
+
+
+# Gradio's own widgets (« Déposez le fichier ici », « Effacer »…) follow the browser's language,
+# read once when the page starts: the page is made to read French before any of its scripts run.
+FRENCH_SCRIPT = (
+    b"<script>Object.defineProperty(navigator, 'language', {get: () => 'fr-FR'});"
+    b"Object.defineProperty(navigator, 'languages', {get: () => ['fr-FR', 'fr']});"
+    b"document.documentElement.lang = 'fr';</script>"
+)
+
+
+class FrenchPage:
+    """ASGI middleware: every HTML page served starts with ``FRENCH_SCRIPT`` in its head (a
+    ``head=`` given to Gradio is added by the page's scripts, too late for their language)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        start: MutableMapping[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def rewrite(message: MutableMapping[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                named = {k.lower(): v for k, v in message.get("headers", [])}
+                html = named.get(b"content-type", b"").startswith(b"text/html")
+                if html and b"content-encoding" not in named:
+                    start = message
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(chunks).replace(b"<head>", b"<head>" + FRENCH_SCRIPT, 1)
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, rewrite)

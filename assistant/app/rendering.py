@@ -364,23 +364,43 @@ def sources_html(turn: Turn | None) -> str:
 HELP_TEXT = """
 ### Utiliser l'assistant
 
-- **Réponse** : posez une question en français. La réponse s'affiche au fil de sa rédaction ; chaque
-  affirmation renvoie à ses sources par un numéro [1], [2]… Le panneau **Sources** donne, pour chaque
-  numéro, la référence (document › section › ligne, page pour les PDF) et le texte du dossier, l'extrait
-  cité surligné. Si le dossier ne traite pas la question, l'assistant le dit.
-- **Citations** : des passages du dossier, mot pour mot, avec leur référence complète, à coller dans un
-  rapport (export Markdown ou CSV).
-- **Comparer** : indiquez un thème (« gouvernance », « finances », « localisation des agents »…) ; le
-  tableau met les scénarios côte à côte, section par section, chaque case citée.
-- **Filtres** : limitez la recherche à un ou plusieurs scénarios et sections ; les filtres actifs sont
-  rappelés sur chaque réponse.
-- **Votre avis** : 👍 ou 👎 sur la dernière réponse, avec un commentaire si vous le souhaitez.
-- **Corpus** : liste des documents indexés, ajout d'un document, réindexation.
-- **Évaluation** : passez un jeu de questions (dossier `evals/` ou fichier déposé) en mode Recherche ou
-  Réponses ; lisez le résumé et les questions en échec, téléchargez le rapport.
+**Trois modes**, au-dessus de la conversation :
 
-Les réponses sont produites à partir du seul dossier. Vérifiez toujours les sources avant de reprendre
-une réponse dans un document officiel.
+- **Réponse** : posez une question en français. La réponse commence toujours par les **extraits du
+  dossier, mot pour mot**, numérotés [1], [2]… et affichés aussitôt. Quand un modèle de langage est
+  installé, une courte **synthèse** suit : chaque phrase n'apparaît qu'une fois vérifiée dans ces
+  extraits, avec leurs numéros ; une phrase qui ne s'y retrouve pas est écartée, et si la synthèse
+  n'aboutit pas à temps, les extraits font foi. Si le dossier ne traite pas la question, l'assistant
+  le dit et indique ce que le dossier couvre à proximité ; il n'invente jamais.
+- **Citations** : des passages du dossier, mot pour mot, avec leur référence complète
+  (document › section › ligne, page pour les PDF), à coller dans un rapport ; les mêmes que la
+  commande `assistant quote`.
+- **Comparer** : indiquez un thème (« gouvernance », « finances », « localisation des agents »…).
+  Le tableau met les scénarios côte à côte, section par section ; chaque case reprend les mots du
+  dossier (intitulé de la ligne et observation), cités, ou « non traité dans le dossier ». La note de
+  l'université compte pour le scénario UGE et y est signalée.
+
+**Questions de suite** : « Et pour l'UGE ? », « Lesquels exactement ? », « Qui le pilote ? » se lisent
+avec la conversation (jusqu'à quatre échanges). Sous chaque réponse, la ligne **Question comprise**
+montre comment la question a été lue (question complétée, section et scénario retenus : « risques » est
+lu comme la section Limites) ; si la lecture est fausse, reformulez. **Nouvelle conversation** repart
+de zéro.
+
+**Filtres** : limitez la recherche à un ou plusieurs scénarios et sections ; les filtres actifs sont
+rappelés sur chaque réponse.
+
+**Sources et exports** : cliquez sur une réponse pour afficher ses sources dans le panneau de droite
+(l'extrait cité surligné). Sous le panneau, copiez la réponse en Markdown ou exportez la conversation,
+les citations (Markdown, CSV) ou le tableau de comparaison.
+
+**Votre avis** : 👍 ou 👎 sur la dernière réponse, avec un commentaire si vous le souhaitez ; un 👎
+devient un cas de test pour améliorer l'assistant.
+
+**Corpus** : liste des documents indexés, ajout d'un document (.md, .txt, .pdf, .docx), réindexation.
+**Évaluation** : passez un jeu de questions en mode Recherche ou Réponses ; lisez le résumé et les
+questions en échec, téléchargez le rapport.
+
+Vérifiez toujours les sources avant de reprendre une réponse dans un document officiel.
 """
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.answer.quotes import QUOTES_K
 from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
 from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
-from assistant.app.guards import DEFAULT_WAIT_S, LoginLimiter, french_queue_full, queue_full
+from assistant.app.guards import DEFAULT_WAIT_S, FrenchPage, LoginLimiter, french_queue_full, queue_full
 from assistant.app.rendering import (
     CSS,
     HELP_TEXT,
@@ -79,7 +80,6 @@ EXAMPLES = [
     ["gouvernance", "Comparer"],
     ["Cite textuellement les activités principales du CMA", "Citations"],
 ]
-QUOTES_K = 8
 # The wait announced while a synthesis is written: the median of the last answers' synthesis
 # times in this process, once there are a few of them (none is announced before).
 SYNTHESIS_SAMPLES = 20
@@ -117,17 +117,20 @@ class AssistantApp:
 
     # -- status view ------------------------------------------------------------------------------
     def status_markdown(self) -> str:
+        """One plain line for a committee: how answers are made, what the dossier holds; no
+        internal names (the embedder and model files are in the Corpus tab and the README)."""
         status = self._status()
-        llm = str(status.get("llm") or "mode extractif, sans LLM")
         chunks = status.get("chunks", status.get("chunk_count", "?"))
         documents = status.get("documents", [])
         count = len(documents) if isinstance(documents, list) else documents
-        parts = [
-            f"**Embeddings** : {md_escape(str(status.get('embedder', '?')))}",
-            f"**Modèle de langage** : {md_escape(llm)}",
-            f"**Index** : {chunks} passages, {count} documents",
-        ]
-        text = " · ".join(parts)
+        if status.get("backend", "extractive") == "extractive":
+            how = "extraits du dossier cités mot pour mot (pas de synthèse par un modèle de langage)"
+        else:
+            how = (
+                "extraits du dossier cités mot pour mot, puis une courte synthèse par un modèle de "
+                "langage, chaque phrase vérifiée dans ces extraits"
+            )
+        text = f"**Réponses** : {md_escape(how)} · **Dossier** : {count} documents, {chunks} passages"
         if status.get("index_notice"):
             text += "  \n⚠ " + md_escape(str(status["index_notice"]))
         if self.startup_note:
@@ -352,7 +355,8 @@ class AssistantApp:
                     label="Conversation",
                     show_label=False,
                     elem_id="chat",
-                    height=560,
+                    # 1366×768: the question box stays visible without scrolling.
+                    height=430,
                     layout="panel",
                     sanitize_html=True,
                     render_markdown=True,
@@ -377,6 +381,13 @@ class AssistantApp:
                         autofocus=True,
                     )
                     send = gr.Button("Envoyer", variant="primary", scale=1, elem_id="send", min_width=110)
+                    new = gr.Button(
+                        "Nouvelle conversation",
+                        variant="secondary",
+                        scale=1,
+                        elem_id="new-conversation",
+                        min_width=170,
+                    )
                 notice = gr.HTML("", elem_id="question-notice", js_on_load=None)
                 gr.Examples(
                     EXAMPLES,
@@ -447,13 +458,14 @@ class AssistantApp:
             api_visibility="private",
             show_progress="hidden",
         )
-        chatbot.clear(
-            lambda: ([], sources_html(None), "", ""),
-            None,
-            [turns, sources, copy_box, feedback_status],
-            queue=False,
-            api_visibility="private",
-        )
+        for clearing in (chatbot.clear, new.click):
+            clearing(
+                lambda: ([], [], sources_html(None), "", ""),
+                None,
+                [chatbot, turns, sources, copy_box, feedback_status],
+                queue=False,
+                api_visibility="private",
+            )
         chatbot.change(
             lambda: "", None, [feedback_status], queue=False, api_visibility="private", show_progress="hidden"
         )
@@ -471,7 +483,7 @@ class AssistantApp:
             window_s=self.settings.login_window_s,
         )
         options: dict[str, Any] = {
-            "app_kwargs": {"middleware": [limiter]},
+            "app_kwargs": {"middleware": [limiter, Middleware(FrenchPage)]},  # type: ignore[arg-type]
             "auth": parse_auth(self.settings.app_auth),
             "auth_message": f"{TITLE} : identifiez-vous.",
             "allowed_paths": [str(self.exports.root)],
