@@ -70,8 +70,11 @@ class Settings:
     llm_model_path: str | None = None
     llm_threads: int = 2
     llm_context: int = 4096
-    llm_max_tokens: int = 320
-    llm_timeout_s: float = 120.0
+    # The synthesis is three sentences at most (~60–90 tokens); its time budget keeps the whole
+    # answer under 30 s at p95 on 2 cores (the prompt is read at ~38 tokens/s, tokens written at
+    # ~15/s: MODELS.md); past it the verbatim answer stands.
+    llm_max_tokens: int = 160
+    llm_timeout_s: float = 25.0
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_api_key: str | None = None
