@@ -44,7 +44,16 @@ from assistant.text import analyze, content_terms, fold
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
 _WORD = re.compile(r"[\wÀ-ÿ][\wÀ-ÿ.-]*")
 
-# Question forms, on folded text (lowercase, no accents).
+# Question forms, on folded text (lowercase, no accents). Each answer-type rule below was kept
+# because it helps on a blind set (python scripts/ablation_answerability.py, EmbeddingGemma,
+# refusal accuracy with all rules / without it — blind.jsonl, heldout.jsonl): PERSON_Q 0.743 /
+# 0.686, 0.833 / 0.500; DECISION_Q 0.743 / 0.686; COUNT_Q 0.743 / 0.600, 0.833 / 0.667 (at the
+# cost of one false refusal in 97 answerable blind questions); AMOUNT_Q 0.743 / 0.657, 0.833 /
+# 0.667; DATE_Q heldout 0.833 / 0.667. Four rules that each matched development questions only
+# were removed on that evidence: « a-t-il été … » (no effect on any set), « quel outil /
+# plateforme … précis » (dev 0.903 → 0.871, blind and heldout unchanged), news words (« cette
+# semaine », dev only) and « la position de … » (dev only; it refused one answerable heldout
+# question).
 ROLE = (
     r"(directeur|directrice|secretaire|president|presidente|responsable|chef|ministre|prefet|recteur|"
     r"rectrice|dirigeant|signataire)"
@@ -82,22 +91,6 @@ DECISION_Q = re.compile(
 DECISION = re.compile(
     r"\b(a|ont|avait|avaient)\s+(bien\s+|deja\s+|finalement\s+)?(ete\s+)?(retenu|choisi|decide|tranche|valide|"
     r"acte|arbitre|adopte|signe|remis|publie|approuve|rendu|reuni|tenu)e?s?\b|\bdecision\b"
-)
-WH_WORD = re.compile(r"\b(quand|ou|comment|pourquoi|combien|quel(le)?s?|qui|que|qu|quoi|lequel|laquelle)\b")
-PASSIVE_Q = re.compile(r"\ba-t-(il|elle|on)\s+(bien\s+|deja\s+)?ete\s+([a-z]{3,})")
-NAMED_Q = re.compile(
-    r"\bquel(?:le)?s?\s+(lms|logiciels?|outils?|plateformes?|applications?|solutions?|"
-    r"prestataires?|marques?|progiciels?)\b"
-)
-# News the dossier cannot hold (« aujourd'hui » is not one: the dossier describes the CMA « aujourd'hui »).
-NOW_Q = re.compile(
-    r"\b(cette semaine|ce mois|cette annee|demain|hier|en ce moment|ces jours|prochainement|"
-    r"la semaine prochaine|ce matin|ce soir|ce week-end|en direct)\b"
-)
-STANCE_Q = re.compile(
-    r"\b(position|avis|opinion|point de vue|reaction|positionnement|accord|desaccord)\s+"
-    r"(?:des?|du|de la|de l.)\s*([\w' -]+?)"
-    r"(?=\s+(?:sur|pour|dans|concernant|quant|vis|face|au sujet|a propos)\b|\s*[?,.]|$)"
 )
 PARTS = re.compile(
     r",?\s+et\s+(?=(?:quand|ou|comment|qui|quel|quelle|quels|quelles|combien|pourquoi|que|qu|"
@@ -146,7 +139,6 @@ QUESTION_TERMS = content_terms(
     "dire dit disent cite citer textuellement exactement mot verbatim recopie sais savoir "
     "explique expliquer résume résumer donne donner"
 )
-GENERIC_ACTOR = content_terms("chaque tous toutes scénario scénarios fiche fiches document documents dossier")
 
 
 def theme_terms(theme: str) -> set[str]:
@@ -300,7 +292,9 @@ class Assessor:
         return "la question sort de son sujet (l'avenir du CMA et les scénarios de son rattachement)"
 
     def off_topic(self, question: str) -> str | None:
-        folded = fold(question)
+        """None of the question's words occurs in the dossier. With EmbeddingGemma the
+        similarity to the dossier (``off_domain``) already refuses these (blind sets unchanged
+        without this rule); it is what refuses them with e5, which has no measured threshold."""
         asked = content_terms(question) - TYPE_TERMS - QUESTION_TERMS
         unknown = [
             w
@@ -309,13 +303,6 @@ class Assessor:
         ]
         if asked and all(not self.stats.known(t) for t in asked):
             return f"aucun des mots de la question ({_shown(unknown)}) n'y apparaît"
-        if NOW_Q.search(folded) and unknown:
-            return f"il ne contient pas d'information d'actualité ({_shown(unknown)})"
-        stance = STANCE_Q.search(folded)
-        if stance:
-            actor = content_terms(stance.group(2)) - GENERIC_ACTOR
-            if any(not self.stats.known(t) for t in actor):
-                return f"il ne rapporte pas la position de {stance.group(2).strip()}"
         return None
 
     def expected_answer_missing(
@@ -346,12 +333,6 @@ class Assessor:
 
         if PERSON_Q.search(part) and not found(PERSON_NAME.search):
             return "il ne donne le nom d'aucune personne"
-        passive = PASSIVE_Q.search(part)
-        if passive and not DECISION_Q.search(part) and not WH_WORD.search(part):
-            # « Le COSA a-t-il été créé ? » needs « a été créé », not « pourrait être créé ».
-            done = re.compile(rf"\b(a|ont|avait|avaient)\s+(bien\s+|deja\s+)?ete\s+{passive.group(3)[:5]}")
-            if not found(lambda u: done.search(_folded(u)) is not None):
-                return "il ne dit pas que cela a eu lieu"
         if DECISION_Q.search(part) and not found(lambda u: DECISION.search(_folded(u))):
             return (
                 "il ne rapporte aucune décision ni aucun événement de ce type : "
@@ -386,14 +367,6 @@ class Assessor:
                 return "il ne donne aucune date pour ce point" + (
                     f" ({_shown(entities)})" if entities else ""
                 )
-        if (named := NAMED_Q.search(part)) is not None:
-            noun = named.group(1)
-            stem = analyze(noun)[0] if analyze(noun) else fold(noun)
-            scope = [p for p in space if not entities or any(_mentions(e, p.text, p) for e in entities)]
-            cells = [c for p in scope for c in _topic_cells(p, stem)]
-            exclude = {fold(e) for e in entities} | {fold(noun), fold(noun).rstrip("s")}
-            if (cells or entities) and not any(_names_in(c, exclude) for c in cells):
-                return f"il ne nomme pas de {noun} précis" + (f" pour {_shown(entities)}" if entities else "")
         return None
 
     def _nearby(self, intent: QueryIntent, passages: Sequence[Passage]) -> list[Passage]:
@@ -418,30 +391,6 @@ def _counts(unit: str, kind: set[str]) -> bool:
             following = {s for w in words[i + 1 : i + 4] for s in analyze(w)}
             if following & kind:
                 return True
-    return False
-
-
-def _topic_cells(passage: Passage, stem: str) -> list[str]:
-    """Where the thing asked about is named: a row whose subject names it (its observations
-    elaborate on it), or the sentence or cell that names it."""
-    if passage.subject and passage.observations:
-        if stem in content_terms(passage.subject):
-            return [passage.text]
-        return [passage.observations] if stem in content_terms(passage.observations) else []
-    return [u for u in passage_sentences(passage.text) if stem in content_terms(u)]
-
-
-def _names_in(cell: str, exclude: set[str]) -> bool:
-    """Whether a sentence names something: an acronym, a capitalised name or a web address."""
-    for word in _WORD.findall(cell)[1:]:
-        if fold(word) in exclude or fold(word).rstrip("s") in exclude:
-            continue
-        if (
-            (word.isupper() and len(word) >= 3)
-            or (word[0].isupper() and len(word) >= 4)
-            or re.search(r"\.(fr|com|org|eu)\b", word)
-        ):
-            return True
     return False
 
 

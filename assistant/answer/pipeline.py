@@ -229,8 +229,13 @@ class AnswerPipeline:
             context=table or self.context.choose(intent, passages, wanted, verdict, extractive=True),
             # A listing is the dossier's table, whole and in order: a synthesis of twenty rows by
             # the small local model shortened or reworded them (fact coverage 0.22 against 1.00
-            # for the table, development set). A refusal never reaches the model.
-            use_model=self.model is not None and mode in (Mode.QUESTION, Mode.COMPARISON),
+            # for the table, development set). A request for quotes (« Cite textuellement… »)
+            # is answered by the quotes: on the quote questions of the development and blind
+            # sets the synthesis added no fact (scripts/eval_llm.py --per-kind 5: fact coverage
+            # 1.00 with and without it) and cost ~6 s. A refusal never reaches the model.
+            use_model=self.model is not None
+            and mode in (Mode.QUESTION, Mode.COMPARISON)
+            and not intent.verbatim,
             filters=found.filters,
             instructions_ignored=len(passages) < len(found.passages),
         )

@@ -34,6 +34,9 @@ COMPARE_PATTERN = re.compile(
     r"compar|\bchaque scenario|\btous les scenarios|\bles trois\b|\bles 3\b|difference|\bversus\b|\bvs\b|"
     r"\bselon les scenarios|\bd.un scenario a l.autre|\bentre les scenarios|\bquel scenario\b"
 )
+# A request for the dossier's own words (« Cite textuellement… », « mot pour mot »): general
+# French for quoting, on folded text.
+VERBATIM_PATTERN = re.compile(r"\bcite[rsz]?\b|\bcite-la\b|\btextuel|\bmot pour mot\b|\bverbatim\b|\brecopi")
 FOLLOW_UP_PATTERN = re.compile(
     r"^(et\b|et pour|et (si|dans|du cote)|meme question|pareil|idem|qu.en est.il|quid\b|"
     r"et concernant|et s.agissant|et l[ae]s?\b|en ce qui concerne|"
@@ -57,6 +60,7 @@ class QueryIntent:
     sections: list[str] = field(default_factory=list)
     compare: bool = False
     listing: bool = False  # « quelles sont les limites de l'ENTPE ? »: the whole section
+    verbatim: bool = False  # « Cite textuellement… »: the dossier's words are the whole answer
     follow_up: bool = False
     inherited: dict[str, list[str]] = field(default_factory=dict)
     # Words of the assistant's previous answer that a pronoun may point to (« y » after an answer
@@ -249,6 +253,7 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         compare=bool(COMPARE_PATTERN.search(folded))
         or len({domain.speaks_for(code) for code in scenarios}) >= 2,
         listing=bool(sections) and not topic_text(question, sections),
+        verbatim=bool(VERBATIM_PATTERN.search(folded)),
     )
     previous = previous_user_question(exchanges)
     if previous is None:

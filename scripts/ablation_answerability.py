@@ -1,0 +1,97 @@
+"""What each rule of « does the dossier answer? » does: the answer evaluation (extractive) run with
+one rule switched off at a time, on the development and the blind sets side by side.
+
+    python scripts/ablation_answerability.py [evals/qa.jsonl evals/blind.jsonl evals/heldout.jsonl]
+
+A rule is kept only if it helps on a blind set (issue: « keep an entry only if it helps on a blind
+set »). Retrieval is run once per question and reused by every variant (rules act after it), so
+the whole ablation costs one evaluation plus a few seconds per variant. Uses the index of the
+settings (``ASSISTANT_INDEX_DIR``, ``ASSISTANT_EMBEDDER``; built if missing). Prints, per set,
+refusal_accuracy / false_refusal_rate / fact_coverage for each variant. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from assistant.answer import answerability
+from assistant.answer.pipeline import AnswerPipeline
+from assistant.evaluation.answers import evaluate_answers, summarize_answers
+from assistant.evaluation.dataset import load_cases
+from assistant.search.index import CorpusIndex
+from assistant.search.retrieval import Retriever
+from assistant.settings import Settings
+
+NEVER = re.compile(r"(?!x)x")
+
+
+def _off(name: str) -> Callable[[], Any]:
+    """A variant: the module-level pattern ``name`` never matches."""
+    return lambda: mock.patch.object(answerability, name, NEVER)
+
+
+def _method_off(name: str) -> Callable[[], Any]:
+    """A variant: the assessor's check ``name`` never objects."""
+    return lambda: mock.patch.object(answerability.Assessor, name, lambda self, *a, **k: None)
+
+
+# The rules of answerability.py, by the kind of question each one refuses.
+VARIANTS: dict[str, Callable[[], Any] | None] = {
+    "toutes les règles": None,
+    "sans hors domaine (centroïde)": _method_off("off_domain"),
+    "sans mots inconnus": _method_off("off_topic"),
+    "sans section vide": _method_off("empty_section"),
+    "sans « qui » (nom de personne)": _off("PERSON_Q"),
+    "sans décision / événement": _off("DECISION_Q"),
+    "sans « combien de »": _off("COUNT_Q"),
+    "sans montant": _off("AMOUNT_Q"),
+    "sans date": _off("DATE_Q"),
+}
+KEYS = ("refusal_accuracy", "false_refusal_rate", "fact_coverage")
+
+
+class CachedRetriever:
+    """The retriever, each question searched once (the rules act after retrieval)."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+        self._seen: dict[Any, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._retriever, name)
+
+    def retrieve(self, intent: Any, scenarios: Any = None, sections: Any = None, k: int = 10) -> Any:
+        key = (intent.search_text, tuple(intent.conversation), intent.previous_answer, intent.follow_up, k)
+        if key not in self._seen:
+            self._seen[key] = self._retriever.retrieve(intent, scenarios, sections, k)
+        return self._seen[key]
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    paths = [Path(p) for p in sys.argv[1:]] or [Path("evals/qa.jsonl"), Path("evals/blind.jsonl")]
+    settings = Settings.from_env().replace(llm="extractive")
+    index = CorpusIndex(settings)
+    index.ensure()
+    retriever = CachedRetriever(Retriever(index, settings))
+    sets = {p.stem: load_cases(p) for p in paths}
+    print("| règle retirée | " + " | ".join(f"{name} : refus / faux refus / faits" for name in sets) + " |")
+    print("|---" * (len(sets) + 1) + "|")
+    for label, patch in VARIANTS.items():
+        cells = []
+        for cases in sets.values():
+            with patch() if patch else mock.patch.dict({}):
+                pipeline = AnswerPipeline(settings, retriever)
+                summary = summarize_answers(evaluate_answers(cases, pipeline))
+            cells.append(" / ".join(f"{summary[k]:.3f}" for k in KEYS))
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
