@@ -57,6 +57,9 @@ KEEP_RATIO = 0.75
 PLAIN_MARGIN = 0.9
 PLAIN_LIMIT = 2
 PLAIN_TERM_SLACK = 0
+# The retriever's rank counts for this much against the topic coverage (0 to 1). With
+# EmbeddingGemma, 0.4 did better on the development set (fact coverage 0.694 → 0.717, citation
+# precision 0.723 → 0.736) but worse on the blind set (0.662 → 0.657, 0.690 → 0.675): kept at 0.2.
 RANK_WEIGHT = 0.2
 LABEL_WEIGHT = 0.3
 OTHER_SCENARIO = 0.5
