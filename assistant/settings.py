@@ -62,9 +62,9 @@ class Settings:
     turn_answer_weight: float = 0.5
     cited_weight: float = 0.0
     reranker_path: str | None = None
-    # Comparer: a passage fills its cell when its relevance to the theme reaches this value
+    # Comparer: a cell is filled when its best passage's relevance to the theme reaches this value
     # (assistant/answer/comparison.py says how it is computed and which curve set it).
-    compare_threshold: float = 2.25
+    compare_threshold: float = 2.875
     # Answers
     llm: str = "auto"  # auto | local | openai | extractive
     llm_model_path: str | None = None

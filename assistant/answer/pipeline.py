@@ -30,7 +30,7 @@ from typing import Any
 from assistant import domain
 from assistant.answer import answerability
 from assistant.answer.citations import Verification, Verifier, looks_like_instructions
-from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_comparison
+from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_comparison, theme_queries
 from assistant.answer.context import MAX_VARIANTS, POSITIONAL, ContextBuilder
 from assistant.answer.errors import QuestionError
 from assistant.answer.extractive import (
@@ -339,7 +339,8 @@ class AnswerPipeline:
         The theme is read like a question (« Compare la gouvernance dans les trois scénarios »
         → « gouvernance »); the columns are ``scenarios``, else the scenarios the theme names
         (two or more), else all three. Every passage of every cell is scored against the theme
-        (``comparison.select_cells``): the theme's similarity to each passage, then its words."""
+        (``comparison.select_cells``): the theme's similarity to each passage, then its words;
+        each cell is filled from its own best passage."""
         theme = self.check_question(theme)
         intent = understand(theme)
         named = {domain.speaks_for(s) for s in intent.scenarios}
@@ -348,8 +349,9 @@ class AnswerPipeline:
             columns = [s for s in COMPARE_COLUMNS if s in named]
         columns = columns or list(COMPARE_COLUMNS)
         wanted = answerability.theme_terms(theme)
-        # The dense query is the theme's topic words alone: « compare », « trois » or the
-        # scenarios' names would pull every passage towards the same few.
+        # The dense query is the theme's topic words alone (bare and as a question,
+        # comparison.theme_queries): « compare », « trois » or the scenarios' names would pull
+        # every passage towards the same few.
         topic = topic_text(intent.standalone, intent.sections)
         topic = " ".join(w for w in topic.split() if content_terms(w) & wanted) or topic or theme
         comparison = build_comparison(
@@ -357,7 +359,7 @@ class AnswerPipeline:
             self.trusted,
             wanted,
             columns,
-            self.retriever.similarities(topic),
+            self.retriever.similarities(*theme_queries(topic)),
             self.stats,
             threshold=self.settings.compare_threshold,
         )

@@ -187,14 +187,16 @@ class Retriever:
         filters = {"scenarios": list(scenarios or []), "sections": list(sections or [])}
         return RetrievalResult(passages, intent, timings, filters, domain_similarity)
 
-    def similarities(self, text: str) -> dict[str, float]:
-        """Cosine between ``text`` (as a query) and every passage, by chunk id; a passage is as
-        close as its closest sentence. Exhaustive (no top-k), so that a caller filtering by
-        scenario and section afterwards sees every passage of each cell (the comparison table);
-        empty without dense search."""
-        if not self.settings.use_dense or not self.records:
+    def similarities(self, *texts: str) -> dict[str, float]:
+        """Cosine between the query and every passage, by chunk id; a passage is as close as its
+        closest sentence. Several ``texts`` are phrasings of one query (the comparison's theme,
+        bare and as a question): the query is the mean of their vectors. Exhaustive (no top-k),
+        so that a caller filtering by scenario and section afterwards sees every passage of each
+        cell (the comparison table); empty without dense search."""
+        if not self.settings.use_dense or not self.records or not texts:
             return {}
-        query = np.asarray(self.embed_queries([text])[0], dtype=float)
+        query = np.asarray(self.embed_queries(list(texts)), dtype=float).mean(axis=0)
+        query /= max(float(np.linalg.norm(query)), 1e-12)
         best: dict[str, float] = {}
         for vectors, owners in self._vector_tables:
             for owner, value in zip(owners, vectors @ query, strict=True):
