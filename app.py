@@ -47,9 +47,17 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         assistant = open_assistant(settings)
+        from assistant.app.model_wait import WAITING_NOTE, ModelWaiter, installing
         from assistant.app.webapp import AssistantApp
 
-        app = AssistantApp(assistant, settings)
+        note = ""
+        if assistant.model is None and settings.llm == "auto" and installing():
+            # ``make run`` on a fresh machine: the model's runtime installs in the background;
+            # answer with the dossier's lines meanwhile, add the synthesis once it is ready.
+            ModelWaiter(assistant, settings).start()
+            note = WAITING_NOTE
+            print(WAITING_NOTE, file=sys.stderr)
+        app = AssistantApp(assistant, settings, startup_note=note)
         print(f"Modèle de langage : {assistant.status().get('llm', '?')}", file=sys.stderr)
         print("Démarrage de l'interface (Ctrl+C pour arrêter)…", file=sys.stderr)
         app.launch()

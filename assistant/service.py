@@ -70,6 +70,14 @@ class Assistant:
         model, status = build_model(settings) if with_model else (None, EXTRACTIVE_STATUS)
         return cls(settings, index, model, status, report, notice)
 
+    def attach_model(self, model: Any, status: str) -> None:
+        """Answer with ``model`` from now on (a model that became ready after the start: its
+        installation finished while the assistant was already answering with the dossier's
+        lines). Questions under way finish with the pipeline they started with."""
+        with self._lock:
+            self.model, self.model_status = model, status
+            self.pipeline = self._pipeline()
+
     def _pipeline(self) -> AnswerPipeline:
         retriever = Retriever(self.index, self.settings)
         return AnswerPipeline(self.settings, retriever, self.model, self.model_status)

@@ -83,6 +83,7 @@ EXAMPLES = [
 # The wait announced while a synthesis is written: the median of the last answers' synthesis
 # times in this process, once there are a few of them (none is announced before).
 SYNTHESIS_SAMPLES = 20
+STATUS_REFRESH_S = 30
 MIN_SYNTHESIS_SAMPLES = 3
 
 
@@ -133,8 +134,8 @@ class AssistantApp:
         text = f"**Réponses** : {md_escape(how)} · **Dossier** : {count} documents, {chunks} passages"
         if status.get("index_notice"):
             text += "  \n⚠ " + md_escape(str(status["index_notice"]))
-        if self.startup_note:
-            text += "  \n" + md_escape(self.startup_note)
+        if self.startup_note and status.get("backend", "extractive") == "extractive":
+            text += "  \n" + md_escape(self.startup_note)  # e.g. the model still installing
         return text
 
     # -- asking ---------------------------------------------------------------------------------
@@ -306,6 +307,11 @@ class AssistantApp:
                 js_on_load=None,
             )
             status = gr.Markdown(self.status_markdown(), elem_id="status-line")
+            if self.startup_note:
+                # A model that becomes ready while the page is open shows in the status line.
+                gr.Timer(STATUS_REFRESH_S).tick(
+                    self.status_markdown, None, [status], queue=False, api_visibility="private"
+                )
             turns = gr.State([])
             pending = gr.State("")
             busy = gr.State(False)
