@@ -96,11 +96,15 @@ class Settings:
     upload_timeout_s: float = 1800.0
     upload_memory_mb: int = 6144
     app_auth: str | None = None  # "user:password"
-    # Questions answered at once by the app, and questions that may wait beyond those; past
-    # them a question is turned away with « File d'attente pleine : réessayez dans N s. ».
-    # Figures (scripts/load_test.py, 2 cores) in the README, section « Fiabilité ».
+    # Questions answered at once, and questions that may wait beyond those; past them a question
+    # is turned away with « File d'attente pleine : réessayez dans N s. » (scripts/load_test.py,
+    # README « Fiabilité »). At 25 conversations, 1, 2, 4 or 8 at once gave the same p95 (3.5 to
+    # 3.7 s on 2 shared cores): a verbatim answer is CPU-bound and the question's embedding, 0.16 s
+    # of it, runs one at a time. Four: the model's line (one writing, two waiting) plus one, so
+    # that a verbatim answer always finds a slot. 32 waiting: 25 conversations all asking at once
+    # fit with room to spare (36 places), and the last in line waits about 32 × 0.2 s of CPU.
     app_concurrency: int = 4
-    app_queue_size: int = 16
+    app_queue_size: int = 32
     # Failed logins allowed per client within the window before logins are refused for a while.
     login_max_attempts: int = 5
     login_window_s: int = 300

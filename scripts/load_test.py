@@ -24,6 +24,7 @@ import argparse
 import concurrent.futures as futures
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -252,33 +253,68 @@ def open_clients(url: str, count: int, timeout_s: float) -> list[Any]:
         return list(pool.map(lambda _: _client(url, timeout_s), range(count)))
 
 
-def run_level(app: App, users: int, pool: list[str], args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    rng = random.Random(seed)
-    clients = open_clients(app.url, users, args.timeout)
-    plans = [rng.sample(pool, rng.choice((2, 3))) for _ in range(users)]
-    starts = [rng.uniform(0, args.ramp) for _ in range(users)]
+def drive(
+    url: str, plans: list[list[str]], offsets: list[float], t0: float, args: argparse.Namespace, seed: int
+) -> tuple[list[Outcome], int]:
+    """Run ``len(plans)`` conversations, each starting at wall-clock ``t0 + offset``; return what
+    each question got and how many conversations were still going at the deadline."""
+    clients = open_clients(url, len(plans), args.timeout)
     tally, stop = Tally(), threading.Event()
 
     def user(i: int) -> None:
-        if stop.wait(starts[i]):
+        if stop.wait(max(0.0, t0 + offsets[i] - time.time())):
             return
         conversation(clients[i], plans[i], tally, args, random.Random(seed + i), stop)
 
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
+    threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(len(plans))]
     for thread in threads:
         thread.start()
     # Deadline: the ramp, three questions each at their timeout, the pauses between them.
-    deadline = started + args.ramp + 3 * args.timeout + 2 * args.think[1] + 10
+    deadline = t0 + args.ramp + 3 * args.timeout + 2 * args.think[1] + 10
     for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        thread.join(timeout=max(0.0, deadline - time.time()))
     stop.set()
     unfinished = sum(thread.is_alive() for thread in threads)
     for client in clients:
         with suppress(Exception):
             client.close()
-    return summarise(tally.outcomes, users, time.monotonic() - started, load_before, unfinished)
+    return tally.outcomes, unfinished
+
+
+def run_level(app: App, users: int, pool: list[str], args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """``users`` conversations, spread over ``args.workers`` processes: with a hundred
+    ``gradio_client`` sessions (five threads each) in one process, the script's own lock on
+    Python (the GIL) would delay its readings."""
+    rng = random.Random(seed)
+    plans = [rng.sample(pool, rng.choice((2, 3))) for _ in range(users)]
+    offsets = [rng.uniform(0, args.ramp) for _ in range(users)]
+    workers = max(1, min(args.workers, users))
+    shares = [list(range(users))[w::workers] for w in range(workers)]
+    load_before = os.getloadavg()
+    cpu_before = process_cpu_s(app.process.pid), _own_cpu_s()
+    # Every process opens its sessions first; the conversations start together afterwards.
+    t0 = time.time() + 3 + users / 20
+    outcomes: list[Outcome] = []
+    unfinished = 0
+    if workers == 1:
+        outcomes, unfinished = drive(app.url, plans, offsets, t0, args, seed)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as processes:
+            jobs = [
+                processes.submit(
+                    drive, app.url, [plans[i] for i in share], [offsets[i] for i in share], t0, args, seed + w
+                )
+                for w, share in enumerate(shares)
+            ]
+            for job in jobs:
+                got, left = job.result()
+                outcomes += got
+                unfinished += left
+    row = summarise(outcomes, users, time.time() - t0, load_before, unfinished)
+    row["app_cpu_s"] = process_cpu_s(app.process.pid) - cpu_before[0]
+    row["driver_cpu_s"] = _own_cpu_s() - cpu_before[1]
+    return row
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -335,6 +371,12 @@ def print_level(row: dict[str, Any]) -> None:
         print(f"  refus reçu en au plus {row['away_wait_max']:.2f} s")
     if row["error_examples"]:
         print("  exemples d'erreurs : " + " | ".join(row["error_examples"]))
+    if row.get("app_cpu_s") is not None and row["served"]:
+        print(
+            f"  temps CPU de l'application : {row['app_cpu_s']:.1f} s, soit "
+            f"{row['app_cpu_s'] / row['served']:.2f} s par question servie ; "
+            f"du script d'essai lui-même : {row['driver_cpu_s']:.1f} s"
+        )
     if row["unfinished"]:
         print(f"  conversations arrêtées à l'échéance : {row['unfinished']}")
     print(
@@ -361,6 +403,14 @@ def _cpu_ticks() -> dict[int, tuple[str, int]]:
         except OSError:
             continue
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                words = cmdline.read().decode(errors="replace").split("\0")
+            # The script or module a Python process runs says more than « python ».
+            named = [w for w in words[1:] if w and not w.startswith("-")][:2]
+            name = " ".join([Path(words[0]).name, *named])[:80] if words[0] else name
+        except OSError:
+            pass
         fields = raw[raw.rindex(")") + 2 :].split()
         ticks[int(entry)] = (name, int(fields[11]) + int(fields[12]))
     return ticks
@@ -381,6 +431,19 @@ def busy_processes(exclude: set[int], sample_s: float = 2.0, top: int = 4) -> st
             used.append((share, f"{name} ({pid}) {share:.0f} %"))
     used.sort(reverse=True)
     return ", ".join(text for _, text in used[:top]) or "aucun au-dessus de 5 % d'un cœur"
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid``, its threads included."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this script and of its finished worker processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def process_figures(pid: int) -> tuple[float, int, int]:
@@ -487,6 +550,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak", type=float, default=0.0, help="durée de l'essai d'endurance, s")
     parser.add_argument("--soak-users", type=int, default=10)
     parser.add_argument("--soak-every", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=4, help="processus qui portent les conversations")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="garder le dossier temporaire de l'essai")
     return parser.parse_args(argv)
