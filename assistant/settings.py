@@ -105,6 +105,11 @@ class Settings:
     # fit with room to spare (36 places), and the last in line waits about 32 × 0.2 s of CPU.
     app_concurrency: int = 4
     app_queue_size: int = 32
+    # Conversations kept in memory, the least recently used forgotten first. Gradio keeps each
+    # session (its copy of the page's settings and the conversation) until an hour after a page
+    # closes, and an API caller's session without end, up to 10,000 of them by default. (The
+    # memory growth seen in the soak test, ~10 MB a minute, did not stop with 40: see README.)
+    app_sessions: int = 1000
     # Failed logins allowed per client within the window before logins are refused for a while.
     login_max_attempts: int = 5
     login_window_s: int = 300
@@ -171,6 +176,7 @@ class Settings:
             "ASSISTANT_UPLOAD_MAX_MB": "upload_max_mb",
             "ASSISTANT_QUEUE_SIZE": "app_queue_size",
             "ASSISTANT_CONCURRENCY": "app_concurrency",
+            "ASSISTANT_SESSIONS": "app_sessions",
             "ASSISTANT_LLM_QUEUE": "llm_queue_size",
             "ASSISTANT_MAX_PASSAGES": "max_passages_per_document",
             "ASSISTANT_UPLOAD_MEMORY_MB": "upload_memory_mb",
@@ -221,6 +227,10 @@ class Settings:
         if self.app_concurrency < 1:
             raise SettingsError(
                 "ASSISTANT_CONCURRENCY (questions traitées à la fois) doit valoir au moins 1."
+            )
+        if self.app_sessions < 1:
+            raise SettingsError(
+                "ASSISTANT_SESSIONS (conversations gardées en mémoire) doit valoir au moins 1."
             )
         if self.llm_queue_size < 0:
             raise SettingsError(

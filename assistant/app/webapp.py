@@ -496,6 +496,8 @@ class AssistantApp:
             # A backstop for huge bodies; the real limit is checked in ``upload`` with a French
             # message (Gradio's own refusal is in English).
             "max_file_size": f"{2 * self.settings.upload_max_mb + 1}mb",
+            # Bounded memory: past this many conversations, the least recently used is forgotten.
+            "state_session_capacity": self.settings.app_sessions,
             "show_error": False,
             "footer_links": [],
             "theme": ministry_theme(),
