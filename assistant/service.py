@@ -23,6 +23,7 @@ from typing import Any
 from assistant.answer.comparison import Comparison
 from assistant.answer.errors import LLMUnavailable
 from assistant.answer.llm import EXTRACTIVE_STATUS, build_chat_model
+from assistant.answer.model_queue import ModelQueue
 from assistant.answer.pipeline import AnswerPipeline, AnswerStreamEvent
 from assistant.answer.quotes import QUOTES_K, QuoteResult
 from assistant.ingest.errors import SUPPORTED_EXTENSIONS, IngestError, file_sha256
@@ -55,6 +56,8 @@ class Assistant:
         # French, non-empty while answers come from an index that is not up to date.
         self.index_notice = index_notice
         self._lock = threading.RLock()  # one index change at a time within this process
+        # One line for the model whatever the pipeline: a re-index must not open a second one.
+        self.model_queue = ModelQueue(waiting=settings.llm_queue_size)
         self.pipeline = self._pipeline()
 
     @classmethod
@@ -80,7 +83,9 @@ class Assistant:
 
     def _pipeline(self) -> AnswerPipeline:
         retriever = Retriever(self.index, self.settings)
-        return AnswerPipeline(self.settings, retriever, self.model, self.model_status)
+        return AnswerPipeline(
+            self.settings, retriever, self.model, self.model_status, model_queue=self.model_queue
+        )
 
     # -- questions ---------------------------------------------------------------------------
     def search(

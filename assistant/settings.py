@@ -75,6 +75,10 @@ class Settings:
     # ~15/s: MODELS.md); past it the verbatim answer stands.
     llm_max_tokens: int = 160
     llm_timeout_s: float = 25.0
+    # Answers that may wait for the model while it writes another synthesis; past them an answer
+    # is verbatim only, at once, with a note (``answer/model_queue.py``). Two waiting behind one
+    # writing: the last of them still starts within its budget when syntheses are short.
+    llm_queue_size: int = 2
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_api_key: str | None = None
@@ -92,7 +96,20 @@ class Settings:
     upload_timeout_s: float = 1800.0
     upload_memory_mb: int = 6144
     app_auth: str | None = None  # "user:password"
-    app_queue_size: int = 16
+    # Questions answered at once, and questions that may wait beyond those; past them a question
+    # is turned away with « File d'attente pleine : réessayez dans N s. » (scripts/load_test.py,
+    # README « Fiabilité »). At 25 conversations, 1, 2, 4 or 8 at once gave the same p95 (3.5 to
+    # 3.7 s on 2 shared cores): a verbatim answer is CPU-bound and the question's embedding, 0.16 s
+    # of it, runs one at a time. Four: the model's line (one writing, two waiting) plus one, so
+    # that a verbatim answer always finds a slot. 32 waiting: 25 conversations all asking at once
+    # fit with room to spare (36 places), and the last in line waits about 32 × 0.2 s of CPU.
+    app_concurrency: int = 4
+    app_queue_size: int = 32
+    # Conversations kept in memory, the least recently used forgotten first. Gradio keeps each
+    # session (its copy of the page's settings and the conversation) until an hour after a page
+    # closes, and an API caller's session without end, up to 10,000 of them by default. (The
+    # memory growth seen in the soak test, ~10 MB a minute, did not stop with 40: see README.)
+    app_sessions: int = 1000
     # Failed logins allowed per client within the window before logins are refused for a while.
     login_max_attempts: int = 5
     login_window_s: int = 300
@@ -158,6 +175,9 @@ class Settings:
             "ASSISTANT_MAX_QUESTION_CHARS": "max_question_chars",
             "ASSISTANT_UPLOAD_MAX_MB": "upload_max_mb",
             "ASSISTANT_QUEUE_SIZE": "app_queue_size",
+            "ASSISTANT_CONCURRENCY": "app_concurrency",
+            "ASSISTANT_SESSIONS": "app_sessions",
+            "ASSISTANT_LLM_QUEUE": "llm_queue_size",
             "ASSISTANT_MAX_PASSAGES": "max_passages_per_document",
             "ASSISTANT_UPLOAD_MEMORY_MB": "upload_memory_mb",
             "ASSISTANT_LOGIN_MAX_ATTEMPTS": "login_max_attempts",
@@ -204,5 +224,17 @@ class Settings:
             )
         if self.top_k < 1:
             raise SettingsError("Le nombre de passages (top_k) doit être au moins 1.")
+        if self.app_concurrency < 1:
+            raise SettingsError(
+                "ASSISTANT_CONCURRENCY (questions traitées à la fois) doit valoir au moins 1."
+            )
+        if self.app_sessions < 1:
+            raise SettingsError(
+                "ASSISTANT_SESSIONS (conversations gardées en mémoire) doit valoir au moins 1."
+            )
+        if self.llm_queue_size < 0:
+            raise SettingsError(
+                "ASSISTANT_LLM_QUEUE (questions en attente du modèle) ne peut pas être négatif."
+            )
         if self.max_passages_per_document < 1:
             raise SettingsError("Le nombre maximal de passages par document doit être au moins 1.")

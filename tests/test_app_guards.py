@@ -50,6 +50,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(
         app_auth=f"{USER}:{PASSWORD}",
         app_queue_size=1,
+        app_concurrency=1,  # one quote runs, one waits: the third finds the queue full
         login_max_attempts=3,
         login_window_s=60,
         app_temp_dir=root / "gradio",

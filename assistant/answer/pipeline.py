@@ -14,7 +14,9 @@ verified, ``synthesis``) → the final ``Answer``.
 Costs are bounded here: question length (``settings.max_question_chars``), passages in the
 prompt (the quoted ones, compacted to their relevant sentences), tokens generated (the model is
 built with ``settings.llm_max_tokens``) and wall-clock time (``settings.llm_timeout_s``, the
-synthesis's budget); past it the verbatim answer stands, with a plain French note.
+synthesis's budget, the wait for the model included); past it the verbatim answer stands, with a
+plain French note. The model has its own bounded queue (``model_queue``): an answer that finds it
+full is given its verbatim answer alone, at once, with a note saying the model is busy.
 
 Deliberately left out: answer caching.
 """
@@ -43,6 +45,7 @@ from assistant.answer.extractive import (
 )
 from assistant.answer.inconsistencies import VariantIndex
 from assistant.answer.llm import backend_for
+from assistant.answer.model_queue import BUSY_NOTE, BUSY_WAIT_NOTE, ModelQueue, Ticket
 from assistant.answer.quotes import QuoteResult, quote_results
 from assistant.answer.synthesis import SYNTHESIS_LEAD, Synthesis, Synthesiser
 from assistant.schema import Answer, History, Passage, as_exchanges
@@ -124,10 +127,13 @@ class AnswerPipeline:
         model: Any = None,
         model_status: str = "",
         backend: str | None = None,
+        model_queue: ModelQueue | None = None,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.model = model
+        # Shared by every pipeline of one Assistant (a re-index builds a new pipeline mid-answer).
+        self.model_queue = model_queue or ModelQueue(waiting=settings.llm_queue_size)
         self.model_status = model_status
         self.backend = backend or backend_for(settings, model)
         self.corpus = [
@@ -180,10 +186,17 @@ class AnswerPipeline:
             self.compose(answer, self.quote_lines(plan, answer), plan)
         timings["verbatim_ms"] = (time.perf_counter() - started) * 1000
         answer.timings = _rounded(timings)
-        synthesis = plan.use_model and bool(answer.citations)
-        yield VerbatimEvent(answer, synthesis_follows=synthesis)
-        if synthesis:
-            yield from self.synthesise(plan, answer, timings)
+        ticket = self.model_queue.enter() if plan.use_model and answer.citations else None
+        if plan.use_model and answer.citations and ticket is None:
+            answer.flags = sorted({*answer.flags, "llm_busy"})
+            answer.notices.append(BUSY_NOTE)
+        try:
+            yield VerbatimEvent(answer, synthesis_follows=ticket is not None)
+            if ticket is not None:
+                yield from self.synthesise(plan, answer, timings, ticket)
+        finally:  # also when the user left mid-synthesis: the place goes to the next answer
+            if ticket is not None:
+                ticket.leave()
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         answer.timings = _rounded(timings)
         yield AnswerEvent(answer)
@@ -292,14 +305,24 @@ class AnswerPipeline:
             )
 
     def synthesise(
-        self, plan: AnswerPlan, answer: Answer, timings: dict[str, float]
+        self, plan: AnswerPlan, answer: Answer, timings: dict[str, float], ticket: Ticket
     ) -> Generator[SentenceEvent, None, None]:
-        """The model's synthesis of the quoted lines, one verified sentence at a time."""
+        """The model's synthesis of the quoted lines, one verified sentence at a time, once the
+        model's queue gives this answer its turn; the wait is taken from the time budget."""
         started = time.perf_counter()
+        budget = self.settings.llm_timeout_s
+        turn = ticket.wait(budget)
+        waited = time.perf_counter() - started
+        timings["model_wait_ms"] = waited * 1000
+        if not turn:
+            answer.flags = sorted({*answer.flags, "llm_busy"})
+            answer.notices.append(BUSY_WAIT_NOTE)
+            timings["synthesis_ms"] = waited * 1000
+            return
         answer.synthesis_lead = SYNTHESIS_LEAD
         result = yield from _as_events(
             self.synthesiser.stream(
-                plan.intent.standalone, answer.citations, plan.wanted, self.settings.llm_timeout_s
+                plan.intent.standalone, answer.citations, plan.wanted, max(budget - waited, 1e-3)
             )
         )
         answer.synthesis = result.text

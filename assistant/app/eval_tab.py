@@ -8,7 +8,7 @@ pipeline, with the app's current backend) — and runs it with a progress bar. T
 reports, and the quality gate of ``evals/thresholds.json`` when asked. The tab shows the summary,
 the figures per question kind and the failing questions (what was expected, what came back), and offers
 ``report.html`` / ``report.md`` for download. Everything is written under the app's export folder,
-the only folder Gradio serves; a run takes the app's single concurrency slot, like a question.
+the only folder Gradio serves; one run at a time, beside the questions (``EVAL_SLOT``).
 
 Deliberately left out: run-to-run comparison (``assistant eval compare``) and keeping runs beyond
 the export folder's one-day lifetime.
@@ -25,7 +25,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.app.rendering import SHARED_SLOT, french_error, h
+from assistant.app.rendering import EVAL_SLOT, french_error, h
 from assistant.app.uploads import safe_filename
 from assistant.settings import PROJECT_ROOT
 
@@ -115,7 +115,7 @@ class EvaluationTab:
             [chosen, upload, mode, gate],
             [status, summary, failures, reports],
             api_name="evaluate",
-            **SHARED_SLOT,
+            **EVAL_SLOT,
         )
 
     # -- the run -------------------------------------------------------------------------------

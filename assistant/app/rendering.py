@@ -27,9 +27,11 @@ from assistant.answer.synthesis import SYNTHESIS_LEAD
 from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Answer, Citation, Passage
 
-# Every event that runs the models or touches the index (questions, uploads, re-indexing,
-# evaluations) shares one queue slot: one such job at a time, the others wait in the queue.
-SHARED_SLOT: dict[str, Any] = {"concurrency_id": "assistant", "concurrency_limit": 1}
+# Questions run several at once (``settings.app_concurrency``): a verbatim answer needs no model,
+# and the model has its own bounded queue inside the pipeline (``answer/model_queue.py``). An
+# evaluation run asks a whole question set: it runs alone, in a slot of its own.
+ANSWER_SLOT_ID = "answers"
+EVAL_SLOT: dict[str, Any] = {"concurrency_id": "evaluation", "concurrency_limit": 1}
 
 TITLE = "Assistant du dossier CMA"
 MODES = {"Réponse": "answer", "Citations": "quote", "Comparer": "compare"}

@@ -31,10 +31,10 @@ from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
 from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
 from assistant.app.guards import DEFAULT_WAIT_S, FrenchPage, LoginLimiter, french_queue_full, queue_full
 from assistant.app.rendering import (
+    ANSWER_SLOT_ID,
     CSS,
     HELP_TEXT,
     MODES,
-    SHARED_SLOT,
     TITLE,
     Turn,
     chat_messages,
@@ -115,6 +115,11 @@ class AssistantApp:
             log.exception("status failed")
             return {}
         return status if isinstance(status, dict) else {}
+
+    @property
+    def answer_slot(self) -> dict[str, Any]:
+        """Where questions run: ``settings.app_concurrency`` at once, from the page or the API."""
+        return {"concurrency_id": ANSWER_SLOT_ID, "concurrency_limit": self.settings.app_concurrency}
 
     # -- status view ------------------------------------------------------------------------------
     def status_markdown(self) -> str:
@@ -435,7 +440,7 @@ class AssistantApp:
                 [pending, mode, scenarios, sections, turns],
                 [chatbot, sources, turns, copy_box],
                 api_visibility="private",
-                **SHARED_SLOT,
+                **self.answer_slot,
                 show_progress="minimal",
             ).then(self.release, None, [busy, send], **quick)
         # The same handler as an API endpoint (gradio_client), without the page's pre-checks; an
@@ -446,7 +451,7 @@ class AssistantApp:
             inputs,
             [chatbot, sources, turns, copy_box],
             api_name="ask",
-            **SHARED_SLOT,
+            **self.answer_slot,
         )
         for name, button, rating in (("feedback_up", up, "up"), ("feedback_down", down, "down")):
             button.click(
@@ -497,6 +502,8 @@ class AssistantApp:
             # A backstop for huge bodies; the real limit is checked in ``upload`` with a French
             # message (Gradio's own refusal is in English).
             "max_file_size": f"{2 * self.settings.upload_max_mb + 1}mb",
+            # Bounded memory: past this many conversations, the least recently used is forgotten.
+            "state_session_capacity": self.settings.app_sessions,
             "show_error": False,
             "footer_links": [],
             "theme": ministry_theme(),
