@@ -363,8 +363,11 @@ def test_cli_eval_baseline_prints_both_columns(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("CHROMA_HOST", "CHROMA_PORT", "ASSISTANT_EMBEDDER", "ASSISTANT_TOP_K"):
+    for name in ("CHROMA_HOST", "CHROMA_PORT", "ASSISTANT_TOP_K"):
         monkeypatch.delenv(name, raising=False)
+    # The session index is built with e5: opened with another embedder, it would be rebuilt in
+    # place, under the feet of every later test that copies it.
+    monkeypatch.setenv("ASSISTANT_EMBEDDER", small_settings.embedder)
     cases = [
         SMALL_SET[1],
         SMALL_SET[2],
