@@ -43,7 +43,8 @@ index: install
 
 # A first `make run` does not wait for llama.cpp to compile: the app starts with the base install
 # and answers with the dossier's lines; the model's runtime installs in the background (marker
-# and log in .cache/) and the app adds the synthesis once it is ready (assistant/app/model_wait.py).
+# and log in .cache/, at a low CPU priority so that building the index goes first) and the app adds
+# the synthesis once it is ready (assistant/app/model_wait.py).
 MODEL_MARKER := .cache/installation-modele.en-cours
 run: $(VENV)/.installed-base
 	@$(MAKE) --no-print-directory fetch-embedder
@@ -51,7 +52,7 @@ run: $(VENV)/.installed-base
 		mkdir -p .cache && touch $(MODEL_MARKER); \
 		echo "Le modèle de langage s'installe en arrière-plan (journal : .cache/installation-modele.log) ; l'assistant répond dès maintenant avec les extraits du dossier."; \
 		( $(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['llm']))" > .cache/llm-requirements.txt \
-		  && $(PIP) install -r .cache/llm-requirements.txt > .cache/installation-modele.log 2>&1 \
+		  && nice -n 15 $(PIP) install -r .cache/llm-requirements.txt > .cache/installation-modele.log 2>&1 \
 		  && touch $(VENV)/.installed; rm -f $(MODEL_MARKER) ) & \
 	fi
 	$(PY) app.py
