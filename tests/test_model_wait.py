@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from assistant.app.model_wait import WAITING_NOTE, ModelWaiter
@@ -19,12 +20,23 @@ from assistant.service import Assistant
 from assistant.settings import Settings
 
 
+@pytest.fixture
+def assistant(settings: Settings, retriever: Retriever) -> Assistant:
+    """The assistant as ``make run`` starts it on a fresh machine: no model yet."""
+    return Assistant(settings, retriever.index, None, "mode extractif")
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Path:
+    """The background installation, under way."""
+    path = tmp_path / "installation-modele.en-cours"
+    path.touch()
+    return path
+
+
 def test_the_model_is_attached_once_its_runtime_imports(
-    settings: Settings, retriever: Retriever, tmp_path: Path
+    settings: Settings, assistant: Assistant, marker: Path
 ) -> None:
-    marker = tmp_path / "installation-modele.en-cours"
-    marker.touch()
-    assistant = Assistant(settings, retriever.index, None, "mode extractif")
     assert assistant.pipeline.model is None
     installed = {"done": False}
     model = FakeListChatModel(responses=["Le CIPEN compte 70 agents [1]."])
@@ -43,11 +55,8 @@ def test_the_model_is_attached_once_its_runtime_imports(
 
 
 def test_waiting_ends_when_the_installation_is_over_without_a_model(
-    settings: Settings, retriever: Retriever, tmp_path: Path
+    settings: Settings, assistant: Assistant, marker: Path
 ) -> None:
-    marker = tmp_path / "installation-modele.en-cours"
-    marker.touch()
-    assistant = Assistant(settings, retriever.index, None, "mode extractif")
     waiter = ModelWaiter(
         assistant, settings, marker, interval_s=0.01, builder=lambda s: (None, "échec"), problem=lambda: None
     )
@@ -59,11 +68,10 @@ def test_waiting_ends_when_the_installation_is_over_without_a_model(
 
 
 def test_the_status_line_says_the_model_is_coming_then_that_it_is_there(
-    settings: Settings, retriever: Retriever
+    settings: Settings, assistant: Assistant
 ) -> None:
     from assistant.app.webapp import AssistantApp
 
-    assistant = Assistant(settings, retriever.index, None, "mode extractif")
     app: Any = AssistantApp(assistant, settings, startup_note=WAITING_NOTE)
     assert "Le modèle de langage s'installe" in app.status_markdown()
     assistant.attach_model(FakeListChatModel(responses=["x"]), "modèle prêt")
@@ -72,12 +80,11 @@ def test_the_status_line_says_the_model_is_coming_then_that_it_is_there(
 
 
 def test_the_page_refreshes_its_status_line_while_the_model_installs(
-    settings: Settings, retriever: Retriever
+    settings: Settings, assistant: Assistant
 ) -> None:
     import gradio as gr
 
     from assistant.app.webapp import AssistantApp
 
-    assistant = Assistant(settings, retriever.index, None, "mode extractif")
     demo = AssistantApp(assistant, settings, startup_note=WAITING_NOTE).build()
     assert any(isinstance(block, gr.Timer) for block in demo.blocks.values())

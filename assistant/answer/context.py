@@ -37,9 +37,6 @@ MAX_PASSAGES = 5
 # A plain question is answered from its best passages only; a listing (« quelles limites… ») or
 # a comparison needs more of them.
 FOCUSED_PASSAGES = 2
-# A model gets a few more passages to choose from (verification keeps only those it uses); three
-# compacted passages keep the prompt near 400 tokens: ~10 s before the first token here.
-LLM_PASSAGES = 3
 MAX_VARIANTS = 2  # inconsistencies shown at most per answer
 MAX_LISTING = 20  # passages of a section shown whole; a longer one is answered like a question
 POSITIONAL = re.compile(r"\b(premi[eè]re|derni[eè]re) phrase\b", re.IGNORECASE)
@@ -59,11 +56,9 @@ class ContextBuilder:
         passages: list[Passage],
         wanted: set[str],
         verdict: answerability.Verdict,
-        extractive: bool,
     ) -> list[Passage]:
-        """The passages the answer stands on, plus the other source of any inconsistency:
-        ``extractive`` chooses them for an answer made of quotes, otherwise for a model, which
-        gets a few more to choose from."""
+        """The lines the answer quotes (a model's synthesis reads these same lines), plus the
+        other source of any inconsistency."""
         if verdict.refused:
             return verdict.nearby or passages[:3]
         position = POSITIONAL.search(intent.question)
@@ -73,21 +68,19 @@ class ContextBuilder:
                     intent, passages, wanted, first=position.group(1).lower().startswith("premi")
                 )
             ]
-        elif intent.compare or (extractive and spans_documents(intent.standalone)):
+        elif intent.compare or spans_documents(intent.standalone):
             chosen = self._spread(intent, passages, wanted) or passages[:1]
-        elif extractive and not intent.listing:
+        elif not intent.listing:
             chosen = select_plain(passages, wanted, self.stats, intent.scenarios)
         else:
             listing = intent.listing or bool(intent.sections and not intent.follow_up)
-            focused = FOCUSED_PASSAGES if extractive else LLM_PASSAGES
             chosen = select(
                 passages,
                 wanted,
                 self.stats,
-                MAX_PASSAGES if listing else focused,
+                MAX_PASSAGES if listing else FOCUSED_PASSAGES,
                 intent.sections if listing else (),
                 intent.scenarios,
-                keep_ratio=None if extractive else 0.0,
             )
         return self._with_variants(chosen, wanted)
 

@@ -133,7 +133,6 @@ def select(
     limit: int,
     sections: Sequence[str] = (),
     scenarios: Sequence[str] = (),
-    keep_ratio: float | None = None,
 ) -> list[Passage]:
     """The passages an answer stands on: the best one and those close to it, at most ``limit``.
 
@@ -149,10 +148,9 @@ def select(
     if not ranked:
         return []
     best = ranked[0][0]
-    ratio = KEEP_RATIO if keep_ratio is None else keep_ratio
     chosen: list[Passage] = []
     for score, passage in ranked:
-        if score >= ratio * best and all(p.text != passage.text for p in chosen):
+        if score >= KEEP_RATIO * best and all(p.text != passage.text for p in chosen):
             chosen.append(passage)
     return chosen[:limit]
 

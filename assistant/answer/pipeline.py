@@ -239,7 +239,7 @@ class AnswerPipeline:
             verdict=verdict,
             mode=mode,
             passages=passages,
-            context=table or self.context.choose(intent, passages, wanted, verdict, extractive=True),
+            context=table or self.context.choose(intent, passages, wanted, verdict),
             # A listing is the dossier's table, whole and in order: a synthesis of twenty rows by
             # the small local model shortened or reworded them (fact coverage 0.22 against 1.00
             # for the table, development set). A request for quotes (« Cite textuellement… »)
