@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from assistant.app.guards import LoginLimiter, queue_full, too_many_logins
+from assistant.app.guards import DEFAULT_WAIT_S, LoginLimiter, queue_full, too_many_logins, wait_estimate
 from assistant.settings import Settings
 
 USER, PASSWORD = "agent", "mot-de-passe-juste"
@@ -128,3 +128,26 @@ def test_the_page_tells_a_full_queue_in_french_before_sending(tmp_path: Path) ->
     app._queue_is_full = lambda: True  # type: ignore[method-assign]
     notice = html.unescape(app.admit("Une question ?", "Réponse", [], [], [], False)[3])
     assert "File d'attente pleine : réessayez dans 30 s. Votre question est restée" in notice
+
+
+class _Stats:
+    avg_time = 0.5
+
+
+class _Fn:
+    concurrency_limit = 4
+
+
+class _Queue(list[int]):
+    def __init__(self, waiting: int, stats: dict[Any, Any]) -> None:
+        super().__init__(range(waiting))
+        self.process_time_per_fn = stats
+
+
+def test_the_wait_told_is_the_time_to_serve_those_already_waiting() -> None:
+    fn = _Fn()
+    # 32 waiting, 4 answered at once, 0.5 s each: the queue has room again after ~4 s.
+    assert wait_estimate(_Queue(32, {fn: _Stats()}), fn) == pytest.approx(4.0)
+    assert "réessayez dans 4 s" in queue_full(wait_estimate(_Queue(32, {fn: _Stats()}), fn))
+    # Nothing measured yet: the default guess.
+    assert wait_estimate(_Queue(32, {}), fn) == DEFAULT_WAIT_S

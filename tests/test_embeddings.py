@@ -8,6 +8,7 @@ part of what the issue asks to prove.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,14 @@ def test_gemma_uses_its_query_and_titled_document_prompts(gemma: GemmaEmbeddings
     # several questions in one pass give the vectors of one question at a time
     batch = np.array(gemma.embed_queries(["Où sont basés les agents ?", "Quel budget ?"]))
     assert np.allclose(batch[0], query, atol=1e-4)
+
+
+def test_gemma_questions_asked_at_once_get_the_models_own_query_vectors(gemma: GemmaEmbeddings) -> None:
+    questions = [f"Question {i} : où sont basés les agents du CMA ?" for i in range(6)] + ["Quel budget ?"]
+    expected = np.array(gemma._model.encode_query(questions, normalize_embeddings=True))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        vectors = list(pool.map(lambda q: gemma.embed_queries([q])[0], questions * 3))
+    assert np.allclose(np.array(vectors), np.vstack([expected] * 3), atol=1e-5)
 
 
 def test_gemma_ranks_each_paraphrase_above_the_unrelated_passage(gemma: GemmaEmbeddings) -> None:

@@ -154,7 +154,7 @@ def french_queue_full(blocks: Any) -> bool:
 
                     queue.pending_messages_per_session[event.session_hash] = AsyncQueue()
                 queue.pending_event_ids_session.setdefault(event.session_hash, set()).add(event._id)
-            message = queue_full(_wait_estimate(queue, fn))
+            message = queue_full(wait_estimate(queue, fn))
             queue.send_message(
                 event,
                 ProcessCompletedMessage(
@@ -173,11 +173,17 @@ def french_queue_full(blocks: Any) -> bool:
     return True
 
 
-def _wait_estimate(queue: Any, fn: Any) -> float:
-    """How long until a place frees up: the event's average run time as Gradio measured it."""
+def wait_estimate(queue: Any, fn: Any) -> float:
+    """How long until the questions already waiting have been served: as many as wait, divided
+    by the places that answer at once, times the event's average run time as Gradio measured it
+    (a retry after that finds room). Before the first event ends, ``DEFAULT_WAIT_S``."""
     stats = getattr(queue, "process_time_per_fn", {}).get(fn)
     average = getattr(stats, "avg_time", None)
-    return float(average) if average else DEFAULT_WAIT_S
+    if not average:
+        return DEFAULT_WAIT_S
+    limit = getattr(fn, "concurrency_limit", None)
+    places = limit if isinstance(limit, int) and limit > 0 else 1
+    return float(average) * max(1, len(queue)) / places
 
 
 # Gradio's own widgets (« Déposez le fichier ici », « Effacer »…) follow the browser's language,

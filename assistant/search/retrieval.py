@@ -15,6 +15,7 @@ import functools
 import time
 import tomllib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -34,6 +35,8 @@ from assistant.settings import Settings
 # note gets the UGE sheet as a second choice.
 RELATED_SCENARIOS = {domain.UGE: {domain.NOTE: 1.0}, domain.NOTE: {domain.UGE: 0.5}}
 COMPARED_SCENARIOS = domain.COMPARED
+# The texts of one query encoded side by side: one per core (the machines have two).
+_QUERY_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
 
 
 @dataclass
@@ -254,9 +257,15 @@ class Retriever:
         return mean / norm if norm else None
 
     def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
-        """Query vectors, in one call when the embedder can batch them."""
+        """Query vectors: side by side, one per core, when the embedder encodes questions
+        concurrently (a follow-up is searched with a short and a long text: in one batch the
+        short one is padded to the long one's length); else in one call when it can batch."""
         batch = getattr(self.embeddings, "embed_queries", None)
-        return batch(list(texts)) if batch else [self.embeddings.embed_query(t) for t in texts]
+        if batch is None:
+            return [self.embeddings.embed_query(t) for t in texts]
+        if len(texts) > 1 and getattr(self.embeddings, "concurrent_queries", False):
+            return [vectors[0] for vectors in _QUERY_POOL.map(lambda t: batch([t]), texts)]
+        return batch(list(texts))
 
     def _allowed(self, scenarios: Sequence[str] | None, sections: Sequence[str] | None) -> np.ndarray | None:
         if not scenarios and not sections:
