@@ -73,6 +73,15 @@ class Retriever:
         self.settings = settings or index.settings
         self.records: list[Record] = index.records()
         self._position = {r.chunk_id: i for i, r in enumerate(self.records)}
+        # Each passage's scenario and section, and the passages of each (scenario, section) in
+        # document order: filters and section listings read these instead of walking every
+        # passage per question (a library 100 times the dossier holds 12,000 passages).
+        self._scenario_of = np.array([str(r.metadata.get("scenario")) for r in self.records], dtype=object)
+        self._section_of = np.array([str(r.metadata.get("section_kind")) for r in self.records], dtype=object)
+        self._rows: dict[tuple[str, str], list[int]] = {}
+        for position, record in enumerate(self.records):
+            key = (str(record.metadata.get("scenario")), str(record.metadata.get("section_kind")))
+            self._rows.setdefault(key, []).append(position)
         # Lexical search reads the chunk's own words, not its breadcrumb: scenario and section
         # names in every breadcrumb would drown the topic words (they are boosts instead).
         self.lexical = LexicalIndex([r.text for r in self.records])
@@ -262,11 +271,10 @@ class Retriever:
         if not scenarios and not sections:
             return None
         mask = np.ones(len(self.records), dtype=bool)
-        for i, record in enumerate(self.records):
-            if scenarios and record.metadata.get("scenario") not in scenarios:
-                mask[i] = False
-            if sections and record.metadata.get("section_kind") not in sections:
-                mask[i] = False
+        if scenarios:
+            mask &= np.isin(self._scenario_of, [str(s) for s in scenarios])
+        if sections:
+            mask &= np.isin(self._section_of, [str(s) for s in sections])
         return mask
 
     def _dense(
@@ -336,17 +344,19 @@ class Retriever:
         """A question that only names a section gets that section's rows in the table's order."""
         scores = {position: score for score, position in ranked}
         rows: dict[str, list[tuple[float, int]]] = {}
-        for position, record in enumerate(self.records):  # every row, retrieved or not
-            metadata = record.metadata
+        listed = sorted(
+            {
+                position
+                for scenario in intent.scenarios
+                for section in intent.sections
+                for position in self._rows.get((str(scenario), str(section)), [])
+            }
+        )
+        for position in listed:  # every row of those sections, retrieved or not
             if allowed is not None and not allowed[position]:
                 continue  # explicit filters always win
-            if (
-                metadata.get("scenario") in intent.scenarios
-                and metadata.get("section_kind") in intent.sections
-            ):
-                rows.setdefault(str(metadata.get("scenario")), []).append(
-                    (scores.get(position, 0.0), position)
-                )
+            scenario = str(self.records[position].metadata.get("scenario"))
+            rows.setdefault(scenario, []).append((scores.get(position, 0.0), position))
         head: list[tuple[float, int]] = []
         columns = list(rows.values())
         while any(columns):
