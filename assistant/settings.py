@@ -41,6 +41,7 @@ class Settings:
     # Retrieval
     top_k: int = 8
     dense_k: int = 30
+    scoped_dense: bool = True  # a question naming scenarios also searches their passages alone
     lexical_k: int = 30
     use_dense: bool = True
     use_lexical: bool = True
@@ -205,7 +206,12 @@ class Settings:
                         f"La variable d'environnement {name} doit être un nombre "
                         f"de secondes (valeur reçue : « {env[name]} »)."
                     ) from exc
-        for name, attr in {"ASSISTANT_DENSE": "use_dense", "ASSISTANT_LEXICAL": "use_lexical"}.items():
+        switches = {
+            "ASSISTANT_DENSE": "use_dense",
+            "ASSISTANT_LEXICAL": "use_lexical",
+            "ASSISTANT_SCOPED_DENSE": "scoped_dense",
+        }
+        for name, attr in switches.items():
             if env.get(name):
                 values[attr] = _env_bool(env[name])
         settings = cls(**values)  # type: ignore[arg-type]

@@ -40,6 +40,20 @@ _QUERY_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="query")
 CENTROID_PAGE = 2000  # passages' vectors read at once to compute the centroid
 
 
+def _with_related(scenarios: Sequence[str]) -> list[str]:
+    """The scenarios and those read with them (the note with the UGE scenario)."""
+    related = [r for s in scenarios for r in RELATED_SCENARIOS.get(s, {})]
+    return list(dict.fromkeys([*scenarios, *related]))
+
+
+def _union(first: list[tuple[int, float]], second: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Both candidate lists as one, best similarity first (a passage once, at its best)."""
+    best = dict(first)
+    for position, score in second:
+        best[position] = max(best.get(position, -1.0), score)
+    return sorted(best.items(), key=lambda item: item[1], reverse=True)
+
+
 @dataclass
 class RetrievalResult:
     passages: list[Passage]
@@ -157,6 +171,12 @@ class Retriever:
                 domain_similarity = float(np.dot(np.asarray(vectors[0]), self.centroid))
             for (_, weight), vector in zip(queries, vectors, strict=True):
                 hits = self._dense(vector, scenarios, sections)
+                if intent.scenarios and not scenarios and self.settings.scoped_dense:
+                    # The question names its scenarios: their passages are also searched on
+                    # their own, so that in a large library the right sheet's passages are not
+                    # pushed out of the candidates by look-alike passages of other documents.
+                    scoped = self._dense(vector, _with_related(intent.scenarios), sections)
+                    hits = _union(hits, scoped)
                 add([p for p, _ in hits], tuning.dense_weight * weight, "dense", [s for _, s in hits])
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         if self.settings.use_lexical and self.lexical_weight > 0:
