@@ -149,6 +149,10 @@ def model_server(root: Path, settings: Settings, threads: int) -> Any:
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL_ALIAS]
     command += ["--n_threads", str(threads), "--n_ctx", str(settings.llm_context), "--host", HOST]
+    # By default llama.cpp's server ends the answer it is streaming as soon as another request
+    # comes in (« [DONE] » sent early): with two app processes, each cut the other's synthesis
+    # short and the answers came back with no synthesis at all (measured here). Queue them instead.
+    command += ["--interrupt_requests", "False"]
     return server(
         "serveur de modèle (llama.cpp)", [*command, "--port", str(port)], port, "/v1/models", root, 120
     )
