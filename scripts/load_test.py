@@ -70,8 +70,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_app(args: argparse.Namespace, settings: Settings) -> Iterator[App]:
-    """``python app.py`` on copies of the corpus and index, on loopback, stopped on exit."""
+def running_app(
+    args: argparse.Namespace, settings: Settings, extra_env: dict[str, str] | None = None
+) -> Iterator[App]:
+    """``python app.py`` on copies of the corpus and index, on loopback, stopped on exit;
+    ``extra_env`` is applied last (a Chroma server, a model server)."""
     root = Path(tempfile.mkdtemp(prefix="assistant-load-"))
     corpus_dir, index_dir = root / "corpus", root / "index"
     shutil.copytree(settings.corpus_dir, corpus_dir)
@@ -100,6 +103,7 @@ def running_app(args: argparse.Namespace, settings: Settings) -> Iterator[App]:
     ):
         if getattr(args, option) is not None:
             env[name] = str(getattr(args, option))
+    env |= extra_env or {}
     log_path = root / "app.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -151,6 +155,8 @@ class Outcome:
     french: bool = True  # a turned-away question was told so in French
     model_busy: bool = False  # served verbatim only: the model's queue was full
     detail: str = ""
+    text: str = ""  # a served answer's message, and its « Sources citées » panel (HTML)
+    sources: str = ""
 
 
 @dataclass
@@ -223,7 +229,10 @@ def ask(client: Any, question: str, timeout_s: float) -> Outcome:
     text = _answer_text(result)
     if not text or "⚠️" in text:
         return Outcome("error", total, detail=(text or "réponse vide")[:200])
-    return Outcome("served", total, verbatim or total, model_busy=MODEL_BUSY in text)
+    sources = str(result[1]) if isinstance(result, list | tuple) and len(result) > 1 else ""
+    return Outcome(
+        "served", total, verbatim or total, model_busy=MODEL_BUSY in text, text=text, sources=sources
+    )
 
 
 def conversation(

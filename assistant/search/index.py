@@ -13,7 +13,9 @@ lock, the disk is full, the build crashed — reads go on from the intact genera
 still names, with a French notice (``open_for_reading``).
 
 One writer at a time: a lock file guards builds (Chroma reports: concurrent writers have
-corrupted Chroma folders beyond repair). Readers never need it.
+corrupted Chroma folders beyond repair). Readers never need it. With a Chroma server, the
+manifest and the lock are held by the server (``shared_index.py``), so that app processes on
+several machines share one index.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from langchain_core.embeddings import Embeddings
 
 from assistant.ingest.chunking import CHUNKER_VERSION
 from assistant.ingest.errors import file_sha256
+from assistant.search import shared_index
 from assistant.search.embeddings import build_embeddings, embedder_name
 from assistant.search.index_build import IndexReport, Progress, build, corpus_files
 from assistant.search.prepare import PreparedDocument
@@ -116,12 +119,21 @@ class CorpusIndex:
 
     @property
     def manifest_path(self) -> Path:
+        """The local manifest file; with a Chroma server, the file earlier versions wrote (the
+        server's own manifest is read first, this file only when the server holds none)."""
         if self.settings.chroma_is_remote:
             name = f"manifest-{self.settings.chroma_host}-{self.settings.chroma_port}.json"
             return self.index_dir / name
         return self.index_dir / MANIFEST_NAME
 
     def manifest(self) -> dict[str, Any]:
+        if self.settings.chroma_is_remote:
+            try:
+                held = shared_index.read_manifest(self.client, self.settings.collection)
+            except IndexError_:
+                return {}  # no server: nothing to read; the first real use says so in French
+            if held is not None:
+                return held
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -129,6 +141,9 @@ class CorpusIndex:
         return data if isinstance(data, dict) else {}
 
     def write_manifest(self, data: dict[str, Any]) -> None:
+        if self.settings.chroma_is_remote:
+            shared_index.write_manifest(self.client, self.settings.collection, data)
+            return
         self.index_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -136,6 +151,10 @@ class CorpusIndex:
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
+        if self.settings.chroma_is_remote:
+            with shared_index.writer_lock(self.client, self.settings.collection):
+                yield
+            return
         try:
             self.index_dir.mkdir(parents=True, exist_ok=True)
             handle = (self.index_dir / ".lock").open("w")
@@ -264,11 +283,15 @@ class CorpusIndex:
     def forget_records(self) -> None:
         self._records = None
 
-    def drop_other_generations(self, keep: str) -> None:
+    def drop_other_generations(self, keep: str, previous: str = "") -> None:
+        """Drop every generation but ``keep``. On a Chroma server, ``previous`` (the generation
+        the manifest named before the switch) is kept too: the other app processes read it until
+        they reopen the index, and dropping it would turn their next searches into errors."""
         prefix = f"{self.settings.collection}_g"
+        kept = [keep] + ([previous] if previous and self.settings.chroma_is_remote else [])
         for collection in self.client.list_collections():
             name = collection if isinstance(collection, str) else collection.name
-            if name.startswith(prefix) and not name.startswith(keep):
+            if name.startswith(prefix) and not any(name.startswith(k) for k in kept):
                 with contextlib.suppress(Exception):
                     self.client.delete_collection(name)
 

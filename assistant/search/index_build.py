@@ -240,7 +240,7 @@ def build(
             raise
         report.total_chunks = len(ids)
         index.forget_records()
-        index.drop_other_generations(keep=collection)
+        index.drop_other_generations(keep=collection, previous=str(manifest.get("collection", "")))
     report.seconds = time.perf_counter() - started
     return report
 
