@@ -319,3 +319,12 @@ def test_cli_search_text_output(cli_env: Settings, capsys: pytest.CaptureFixture
     assert re.search(r"^\[1\] Note UGE-CIPEN › .*\(score \d\.\d{4}\)$", out, re.M)
     assert "70 agents" in out
     assert "[3]" in out and "[4]" not in out
+
+
+def test_a_named_scenario_is_also_searched_on_its_own(built_index, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    # Two dense candidates only, as in a library where look-alike passages of other documents
+    # fill the candidate list: the scenario the question names still has its passages in it.
+    narrow = settings.replace(dense_k=2, use_lexical=False)
+    question = "Pour l'ENTPE, qu'en est-il de la gouvernance et du pilotage ?"
+    scoped = Retriever(built_index, narrow).search(question, k=4).passages
+    assert scoped and scoped[0].scenario == "entpe"
