@@ -97,6 +97,7 @@ class Retriever:
         self._scenario_of = np.array([str(r.metadata.get("scenario")) for r in self.records], dtype=object)
         self._section_of = np.array([str(r.metadata.get("section_kind")) for r in self.records], dtype=object)
         self._rows: dict[tuple[str, str], list[int]] = {}
+        self._scoped_cache: dict[str, list[tuple[np.ndarray, list[int]]]] = {}
         for position, record in enumerate(self.records):
             key = (str(record.metadata.get("scenario")), str(record.metadata.get("section_kind")))
             self._rows.setdefault(key, []).append(position)
@@ -175,7 +176,7 @@ class Retriever:
                     # The question names its scenarios: their passages are also searched on
                     # their own, so that in a large library the right sheet's passages are not
                     # pushed out of the candidates by look-alike passages of other documents.
-                    scoped = self._dense(vector, _with_related(intent.scenarios), sections)
+                    scoped = self._dense_within(vector, _with_related(intent.scenarios), sections)
                     hits = _union(hits, scoped)
                 add([p for p, _ in hits], tuning.dense_weight * weight, "dense", [s for _, s in hits])
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
@@ -345,6 +346,47 @@ class Retriever:
                 if position is not None:
                     best[position] = max(best.get(position, -1.0), 1.0 - float(distance) / 2.0)
         return sorted(best.items(), key=lambda item: item[1], reverse=True)[:limit]
+
+    def _dense_within(
+        self, vector: list[float], scenarios: Sequence[str], sections: Sequence[str] | None
+    ) -> list[tuple[int, float]]:
+        """``_dense`` over the passages of ``scenarios`` only, from their vectors held in memory
+        (a few dozen per scenario, read from the store once): a filtered query to Chroma scans
+        its metadata and took ~90 ms at 100 times the dossier, this takes well under 1 ms."""
+        query = np.asarray(vector, dtype=np.float32)
+        best: dict[int, float] = {}
+        for scenario in scenarios:
+            for matrix, positions in self._scenario_vectors(scenario):
+                for position, score in zip(positions, matrix @ query, strict=True):
+                    if sections and self._section_of[position] not in sections:
+                        continue
+                    best[position] = max(best.get(position, -1.0), float(score))
+        limit = min(self.settings.dense_k, len(self.records))
+        return sorted(best.items(), key=lambda item: item[1], reverse=True)[:limit]
+
+    def _scenario_vectors(self, scenario: str) -> list[tuple[np.ndarray, list[int]]]:
+        """The unit vectors of one scenario's passages, then of their sentences, each with the
+        position of the passage it belongs to (cached: a scenario's passages change only with
+        the index, and a new index means a new retriever)."""
+        if scenario in self._scoped_cache:
+            return self._scoped_cache[scenario]
+        tables = []
+        stores = [(self.vectorstore, False), (self.sentence_store, True)]
+        for store, sentences in stores:
+            if store is None:
+                continue
+            stored = store.get(where={"scenario": scenario}, include=["embeddings", "metadatas"])
+            vectors = stored.get("embeddings")
+            if vectors is None or len(vectors) == 0:
+                continue
+            parents = [str((m or {}).get("parent", "")) for m in stored["metadatas"] or []]
+            owners = parents if sentences else list(stored["ids"])
+            keep = [i for i, owner in enumerate(owners) if owner in self._position]
+            matrix = np.asarray(vectors, dtype=np.float32)[keep]
+            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            tables.append((matrix, [self._position[owners[i]] for i in keep]))
+        self._scoped_cache[scenario] = tables
+        return tables
 
     def _boosted(self, position: int, score: float, intent: QueryIntent) -> float:
         metadata = self.records[position].metadata
