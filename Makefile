@@ -111,9 +111,12 @@ eval-answer: install
 eval-llm: install
 	$(PY) scripts/eval_llm.py
 
+# Benchmarks, side by side with the plain LangChain pipeline of `eval --baseline` (README
+# « Vitesse ») ; JSON in runs/bench/. `make bench BENCH_LLM=0` leaves out the local model.
+BENCH_LLM ?= 1
 bench: install
 	$(PY) scripts/bench_retrieval.py
-	$(PY) scripts/bench_llm.py
+	@if [ "$(BENCH_LLM)" != "0" ]; then $(PY) scripts/bench_llm.py; fi
 
 clean:
 	rm -rf $(VENV) index .cache test-artifacts

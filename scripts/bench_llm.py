@@ -1,126 +1,249 @@
-"""Benchmark the local LLM on a realistic answer prompt: load time, time to first token, speed.
+"""Side-by-side benchmark of the local model: this project's synthesis prompt against the plain
+LangChain pipeline's « stuff » prompt, on the same questions, the same model and settings.
 
-The prompt is the one the assistant sends: the French system prompt and user template of
-``assistant/prompts``, five passages of ~80 words taken from the corpus, and a question. Each
-run starts from an empty KV cache (no prefix reuse), as a new question with new passages does.
+    python scripts/bench_llm.py [--runs 1] [--out runs/bench/modele.json]
 
-    python scripts/bench_llm.py [--runs 2] [--threads 2] [--max-tokens 320]
+Each side runs in its own child process (``--side project|baseline``) holding what it needs to
+answer: the embedder and its index, and Qwen2.5-Coder-1.5B (``Settings.llm_threads`` threads,
+``llm_max_tokens`` tokens at most, for both sides).
 
-Prints figures in French. The machine's load average is printed too: on 2 cores, any other
-busy process halves the figures.
+- project: the whole answer path (``AnswerPipeline.stream``): the verbatim answer, then the
+  synthesis prompt (``answer/synthesis.py``, ``prompts/synthesis_fr.txt``: the quoted lines,
+  each cut to its most relevant sentences) and the verification of each sentence; the synthesis
+  time limit is lifted so that the whole generation is measured;
+- reference: the top 4 chunks of ``BaselinePipeline`` (LangChain's default ``k``) stuffed into
+  the prompt a ``RetrievalQA`` « stuff » chain sends a chat model (``CHAT_PROMPT`` of
+  langchain-classic), then the model's raw answer.
+
+For each generation: prompt size in tokens, time to the first token, tokens per second after it,
+total; every generation starts from an empty KV cache (a new question with new passages). Prints
+a French table with the ratio project / reference and the load average, writes the JSON to
+``runs/bench/modele.json``. Benchmarks, not tests: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
+import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
-
-from assistant.answer.llm import build_chat_model  # noqa: E402
-from assistant.settings import Settings  # noqa: E402
-
-QUESTION = "Quelles sont les principales activités du CMA aujourd'hui, et qui le finance ?"
-PASSAGE_WORDS = 80
-FALLBACK_SYSTEM = (
-    "Réponds en français, uniquement à partir des passages du dossier fournis. Après chaque phrase, "
-    "indique entre crochets le numéro du passage qui la justifie. Si les passages ne répondent pas, "
-    "écris : « Le dossier ne traite pas de … »."
+from bench_common import (
+    ROOT,
+    SIDES,
+    header,
+    load_average,
+    run_side,
+    save,
+    table,
+    write_result,
 )
-FALLBACK_USER = "<passages>\n{passages}\n</passages>\n\nQuestion : {question}"
+
+# A factual question, a paraphrase and a comparison, each one the project sends to the model
+# (not a listing, a request for quotes or a refusal, which it answers without the model).
+QUESTIONS = (
+    "Quelles sont les principales activités du CMA aujourd'hui, et qui le finance ?",
+    "Dans l'hypothèse du centre de valorisation RH, craint-on de voir s'évaporer du savoir-faire "
+    "si des agents s'en vont bientôt ?",
+    "Quelle est la position de chaque scénario sur la gouvernance ?",
+)
+STUFF_K = 4  # what ``as_retriever()`` hands to a « stuff » chain by default
+NO_LIMIT_S = 600.0
 
 
-def corpus_passages(count: int = 5) -> list[tuple[str, str]]:
-    """``count`` prose paragraphs of the corpus, cut to ~80 words, from as many files as possible."""
-    found: list[tuple[str, str]] = []
-    files = sorted((ROOT / "corpus").glob("*.md"))
-    per_file: list[list[tuple[str, str]]] = []
-    for path in files:
-        body = re.sub(r"\A---\n.*?\n---\n", "", path.read_text(encoding="utf-8"), flags=re.S)
-        paragraphs = [p.strip() for p in body.split("\n\n")]
-        prose = [p for p in paragraphs if not p.startswith(("#", "|", "-")) and len(p.split()) >= 50]
-        per_file.append([(path.stem, " ".join(p.split()[:PASSAGE_WORDS])) for p in prose])
-    while len(found) < count and any(per_file):
-        for items in per_file:
-            if items and len(found) < count:
-                found.append(items.pop(0))
-    if len(found) < count:
-        raise SystemExit("Le corpus ne contient pas assez de paragraphes pour le banc d'essai.")
-    return found
+class TimedModel:
+    """The chat model, timing each generation it streams: start, first and last piece, text.
 
+    Each generation starts from an empty KV cache, as a new question with new passages does."""
 
-def build_messages() -> list:
-    prompts = ROOT / "assistant" / "prompts"
-    system = (
-        (prompts / "synthesis_fr.txt").read_text(encoding="utf-8").strip()
-        if prompts.exists()
-        else FALLBACK_SYSTEM
-    )
-    user = (
-        (prompts / "answer_user_fr.txt").read_text(encoding="utf-8").strip()
-        if prompts.exists()
-        else FALLBACK_USER
-    )
-    blocks = [
-        f'<passage n="{n}" source="{source}">\n{text}\n</passage>'
-        for n, (source, text) in enumerate(corpus_passages(), start=1)
-    ]
-    return [SystemMessage(system), HumanMessage(user.format(passages="\n".join(blocks), question=QUESTION))]
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.client = model.client
+        self.runs: list[dict[str, Any]] = []
 
+    def prompt_tokens(self, messages: list[Any]) -> int:
+        """Tokens of the messages' text (the chat template adds a few per message)."""
+        return sum(len(self.client.tokenize(str(m.content).encode(), add_bos=False)) for m in messages)
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=None)
-    args = parser.parse_args()
-    settings = Settings.from_env().replace(
-        llm="local", llm_threads=args.threads, llm_max_tokens=args.max_tokens
-    )
-
-    print(f"Charge de la machine (1, 5, 15 min) : {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    started = time.perf_counter()
-    model, status = build_chat_model(settings)
-    load_s = time.perf_counter() - started
-    print(f"Modèle : {status}")
-    print(f"Chargement : {load_s:.1f} s ({settings.llm_threads} fils, contexte {settings.llm_context})")
-
-    messages = build_messages()
-    client = model.client
-    words = sum(len(m.content.split()) for m in messages)
-    prompt_tokens = sum(len(client.tokenize(m.content.encode(), add_bos=False)) for m in messages)
-    print(f"Invite : {words} mots, ~{prompt_tokens} jetons (hors balises du modèle de conversation)")
-
-    for run in range(1, args.runs + 1):
-        client.reset()  # no reuse of the previous run's prompt
-        t0 = time.perf_counter()
+    def stream(self, messages: list[Any], **kwargs: Any) -> Iterator[Any]:
+        self.client.reset()
+        started = time.perf_counter()
         first = last = None
         text = ""
-        for chunk in model.stream(messages):
+        for chunk in self.model.stream(messages, **kwargs):
             if chunk.text:
                 last = time.perf_counter()
                 first = first or last
                 text += chunk.text
-        if first is None or last is None:
-            print(f"Essai {run} : aucune réponse.")
-            continue
-        out_tokens = len(client.tokenize(text.encode(), add_bos=False))
-        speed = (out_tokens - 1) / (last - first) if out_tokens > 1 and last > first else float("nan")
-        print(
-            f"Essai {run} : premier jeton après {first - t0:.1f} s "
-            f"(lecture de l'invite ~{prompt_tokens / (first - t0):.0f} jetons/s) ; "
-            f"{out_tokens} jetons générés à {speed:.1f} jetons/s ; total {last - t0:.1f} s"
+            yield chunk
+        tokens = len(self.client.tokenize(text.encode(), add_bos=False)) if text else 0
+        self.runs.append(
+            {
+                "prompt_tokens": self.prompt_tokens(messages),
+                "first_token_s": None if first is None else round(first - started, 2),
+                "generated_tokens": tokens,
+                "tokens_per_s": round((tokens - 1) / (last - first), 1)
+                if first is not None and last is not None and tokens > 1 and last > first
+                else None,
+                "total_s": None if last is None else round(last - started, 2),
+                "text": " ".join(text.split())[:400],
+            }
         )
-        if run == 1:
-            print("Réponse :", " ".join(text.split())[:600])
-    print(f"Charge de la machine (1, 5, 15 min) : {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def load_model(settings: Any) -> tuple[TimedModel, float]:
+    from langchain_core.messages import HumanMessage
+
+    from assistant.answer.llm import build_chat_model
+
+    started = time.perf_counter()
+    model, status = build_chat_model(settings)
+    if model is None:
+        raise SystemExit(f"Modèle local indisponible : {status}")
+    load_s = time.perf_counter() - started
+    timed = TimedModel(model)
+    for _ in timed.stream([HumanMessage("Bonjour")]):  # pages the weights in, not measured
+        break
+    timed.runs.clear()
+    return timed, load_s
+
+
+def project_side(runs: int) -> dict[str, Any]:
+    from assistant.answer.pipeline import AnswerPipeline, VerbatimEvent
+    from assistant.search.index import CorpusIndex
+    from assistant.search.retrieval import Retriever
+    from assistant.settings import Settings
+
+    settings = Settings.from_env().replace(llm="local", llm_timeout_s=NO_LIMIT_S)
+    index = CorpusIndex(settings)
+    if index.ensure() is not None:
+        print(f"Index construit dans {settings.index_dir} (il manquait ou n'était pas à jour).", flush=True)
+    model, load_s = load_model(settings)
+    pipeline = AnswerPipeline(settings, Retriever(index, settings), model)
+    pipeline.retriever.search(QUESTIONS[0])  # warm-up: first-call costs are not what users wait for
+    answers = []
+    for _ in range(runs):
+        for question in QUESTIONS:
+            started = time.perf_counter()
+            generations = len(model.runs)
+            verbatim_s = None
+            for event in pipeline.stream(question):
+                if isinstance(event, VerbatimEvent):
+                    verbatim_s = time.perf_counter() - started
+            answers.append(
+                {
+                    "question": question,
+                    "verbatim_s": None if verbatim_s is None else round(verbatim_s, 2),
+                    "answer_s": round(time.perf_counter() - started, 2),
+                    "model_called": len(model.runs) > generations,
+                }
+            )
+            print(f"{answers[-1]} {model.runs[-1] if answers[-1]['model_called'] else ''}", flush=True)
+    return {"model_load_s": round(load_s, 2), "answers": answers, "generations": model.runs}
+
+
+def baseline_side(runs: int) -> dict[str, Any]:
+    from langchain_classic.chains.question_answering.stuff_prompt import CHAT_PROMPT
+
+    from assistant.evaluation.evaluate import baseline_documents
+    from assistant.evaluation.runner import BaselinePipeline
+    from assistant.search.embeddings import build_embeddings
+    from assistant.settings import Settings
+
+    settings = Settings.from_env().replace(llm="local")
+    reference = BaselinePipeline(baseline_documents(settings.corpus_dir), build_embeddings(settings))
+    model, load_s = load_model(settings)
+    answers = []
+    for _ in range(runs):
+        for question in QUESTIONS:
+            started = time.perf_counter()
+            chunks = reference.store.similarity_search(question, k=STUFF_K)
+            context = "\n\n".join(d.page_content for d in chunks)
+            for _chunk in model.stream(CHAT_PROMPT.format_messages(context=context, question=question)):
+                pass
+            answers.append(
+                {
+                    "question": question,
+                    "answer_s": round(time.perf_counter() - started, 2),
+                    "model_called": True,
+                }
+            )
+            print(f"{answers[-1]} {model.runs[-1]}", flush=True)
+    return {"model_load_s": round(load_s, 2), "answers": answers, "generations": model.runs}
+
+
+def median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def rows(sides: dict[str, dict[str, Any]]) -> list[tuple[str, float | None, float | None, int]]:
+    def both(key: str, source: str = "generations") -> tuple[float | None, float | None]:
+        p, b = ([g.get(key) for g in sides[s][source]] for s in SIDES)
+        return median(p), median(b)
+
+    return [
+        (
+            "chargement du modèle de langage (s)",
+            sides["project"]["model_load_s"],
+            sides["baseline"]["model_load_s"],
+            1,
+        ),
+        ("taille de l'invite (jetons)", *both("prompt_tokens"), 0),
+        ("premier jeton (s)", *both("first_token_s"), 1),
+        ("vitesse de génération (jetons/s)", *both("tokens_per_s"), 1),
+        ("jetons générés", *both("generated_tokens"), 0),
+        ("génération entière (s)", *both("total_s"), 1),
+        ("réponse complète, recherche comprise (s)", *both("answer_s", "answers"), 1),
+        (
+            "mémoire de pointe du processus (Mo)",
+            sides["project"]["peak_rss_mb"],
+            sides["baseline"]["peak_rss_mb"],
+            0,
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="passages sur les 3 questions (défaut : 1)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="fichier JSON (défaut : runs/bench/modele.json)"
+    )
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        out = project_side(args.runs) if args.side == "project" else baseline_side(args.runs)
+        out["load_average_end"] = load_average()
+        write_result(out, args.result)
+        return 0
+
+    info = header(f"python scripts/bench_llm.py --runs {args.runs}")
+    sides = {side: run_side(Path(__file__), side, ["--runs", str(args.runs)]) for side in SIDES}
+    info["load_average_end"] = load_average()
+    count = len(sides["project"]["generations"])
+    print(
+        f"\nModèle local (Qwen2.5-Coder-1.5B), médianes de {count} générations ({len(QUESTIONS)} questions "
+        f"× {args.runs}) ; projet = invite de synthèse des lignes citées, référence = les "
+        f"{STUFF_K} premiers morceaux dans l'invite « stuff » de RetrievalQA ; rapport = projet / "
+        "référence.\n"
+    )
+    print(table(rows(sides)))
+    skipped = sum(1 for a in sides["project"]["answers"] if not a["model_called"])
+    if skipped:
+        print(f"\n{skipped} question(s) sans appel au modèle côté projet (refus, liste ou citations).")
+    print(
+        "Charge de la machine à la fin (1, 5, 15 min) : "
+        + ", ".join(f"{x:.2f}".replace(".", ",") for x in info["load_average_end"])
+    )
+    path = save("modele", info | {"questions": list(QUESTIONS), "sides": sides}, args.out)
+    print(f"Résultats : {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
 

@@ -211,6 +211,20 @@ def test_run_set_retrieval_with_baseline_gate_and_progress(
     ]
 
 
+def test_the_baseline_reads_the_raw_text_files_only(tmp_path: Path) -> None:
+    from assistant.evaluation.evaluate import baseline_documents
+
+    (tmp_path / "b.md").write_text("# Titre\n\n| Sujet | Observations |\n", encoding="utf-8")
+    (tmp_path / "a.TXT").write_text("ligne nue\n", encoding="utf-8")
+    (tmp_path / "c.pdf").write_bytes(b"%PDF-1.4\n")
+    (tmp_path / ".cache.md").write_text("caché\n", encoding="utf-8")
+    # as the files are, markup included: the plain pipeline parses no structure
+    assert baseline_documents(tmp_path) == [
+        ("a.TXT", "ligne nue\n"),
+        ("b.md", "# Titre\n\n| Sujet | Observations |\n"),
+    ]
+
+
 def test_run_set_answers_keep_the_run_when_the_gate_cannot_be_checked(
     built_index: Any, settings: Settings, tmp_path: Path
 ) -> None:

@@ -114,16 +114,22 @@ def _baseline_summary(
     assistant: Assistant, embeddings: Any, cases: Sequence[Case], progress: Progress | None
 ) -> dict[str, Any]:
     """The summary of the plain LangChain pipeline on the same set, with the same embedder."""
-    from assistant.search.index import corpus_files
-
-    raw = [
-        (p.name, p.read_text(encoding="utf-8", errors="replace"))
-        for p in corpus_files(assistant.settings.corpus_dir)
-        if p.suffix.lower() in BASELINE_SUFFIXES
-    ]
+    raw = baseline_documents(assistant.settings.corpus_dir)
     if progress is not None:
         progress(BASELINE_INDEX, 0, 0)
     reference = BaselinePipeline(raw, embeddings)
     return summarize(
         evaluate_retrieval(cases, reference.search, tick=_ticker(progress, BASELINE, len(cases)))
     )
+
+
+def baseline_documents(corpus_dir: Path) -> list[tuple[str, str]]:
+    """``(file name, raw text)`` of the corpus files the plain pipeline indexes (``.md``, ``.txt``):
+    read as they are, with no parsing of the dossier's structure."""
+    from assistant.search.index import corpus_files
+
+    return [
+        (p.name, p.read_text(encoding="utf-8", errors="replace"))
+        for p in corpus_files(corpus_dir)
+        if p.suffix.lower() in BASELINE_SUFFIXES
+    ]
