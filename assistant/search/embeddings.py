@@ -323,6 +323,13 @@ def _build(embedder: str, threads: int, cache_dir: str) -> Embeddings:
     return SentenceTransformerEmbeddings(minilm_path() if path == "minilm" else path)
 
 
+def configured_name(embedder: str) -> str | None:
+    """The name a packaged embedder records in the manifest, known without loading it (``None``
+    for a sentence-transformers folder: its name is its path, read when it loads)."""
+    names = {"e5": E5Embeddings.name, "gemma": GemmaEmbeddings.name, "use": UseEmbeddings.name}
+    return names.get(embedder)
+
+
 def build_embeddings(settings: Settings) -> Embeddings:
     """The embedder named by ``settings.embedder``, loaded once per process."""
     # The cache folder only matters for the model it holds (one e5 per process whatever the folder).

@@ -34,7 +34,7 @@ from langchain_core.embeddings import Embeddings
 from assistant.ingest.chunking import CHUNKER_VERSION
 from assistant.ingest.errors import file_sha256
 from assistant.search import shared_index
-from assistant.search.embeddings import build_embeddings, embedder_name
+from assistant.search.embeddings import build_embeddings, configured_name, embedder_name
 from assistant.search.index_build import IndexReport, Progress, build, corpus_files
 from assistant.search.prepare import PreparedDocument
 from assistant.search.store import (
@@ -79,16 +79,44 @@ class Record:
     metadata: dict[str, Any]
 
 
+class DeferredEmbeddings(Embeddings):
+    """What the stores are given: the index's embedder, loaded only when a text is embedded."""
+
+    def __init__(self, index: CorpusIndex) -> None:
+        self.index = index
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.index.embeddings.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.index.embeddings.embed_query(text)
+
+
 class CorpusIndex:
     """The corpus folder, its Chroma index and its manifest."""
 
     def __init__(self, settings: Settings, embeddings: Embeddings | None = None) -> None:
         self.settings = settings
-        self.embeddings = embeddings or build_embeddings(settings)
+        # Loaded on first use: checking that the index is fresh needs the model's name only
+        # (``assistant index`` with nothing changed: 30 s with EmbeddingGemma loaded first).
+        self._embeddings = embeddings
+        self._deferred = DeferredEmbeddings(self)
         self.index_dir = settings.index_dir
         self._client: Any = None
         self._records: list[Record] | None = None
         self._records_collection = ""
+
+    @property
+    def embeddings(self) -> Embeddings:
+        if self._embeddings is None:
+            self._embeddings = build_embeddings(self.settings)
+        return self._embeddings
+
+    def embedder_name(self) -> str:
+        """The name of the embedder the manifest records, without loading a packaged model."""
+        if self._embeddings is not None:
+            return embedder_name(self._embeddings)
+        return configured_name(self.settings.embedder) or embedder_name(self.embeddings)
 
     # -- storage -----------------------------------------------------------------------------
     @property
@@ -106,7 +134,7 @@ class CorpusIndex:
             return Chroma(
                 client=self.client,
                 collection_name=collection,
-                embedding_function=embeddings or self.embeddings,
+                embedding_function=embeddings or self._deferred,
                 create_collection_if_not_exists=create,
             )
         except IndexError_:
@@ -217,7 +245,7 @@ class CorpusIndex:
     def config(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
-            "embedder": embedder_name(self.embeddings),
+            "embedder": self.embedder_name(),
             "chunker_version": CHUNKER_VERSION,
         }
 
