@@ -110,9 +110,9 @@ class Settings:
     # Conversations kept in memory, the least recently used forgotten first. Gradio keeps each
     # session (its copy of the page's settings and the conversation) until it is evicted, up to
     # 10,000 of them by default. Counted in the soak test (objects alive in the app, every 45 s):
-    # one SessionState and one BlocksConfig more per new conversation, ~0.3 MB each in RSS; the
-    # answering pipeline alone stays flat (600 questions in one process: +1 MB after warm-up).
-    # 200 keeps that under ~70 MB and the thread of every conversation of a committee.
+    # one SessionState and one BlocksConfig more per new conversation; the answering pipeline
+    # alone stays flat (600 questions in one process: +1 MB after warm-up). 200 is ample for a
+    # committee; it did not make the soak's memory flat (README, « Charge »).
     app_sessions: int = 200
     # Failed logins allowed per client within the window before logins are refused for a while.
     login_max_attempts: int = 5
