@@ -172,11 +172,13 @@ class Retriever:
                 domain_similarity = float(np.dot(np.asarray(vectors[0]), self.centroid))
             for (_, weight), vector in zip(queries, vectors, strict=True):
                 hits = self._dense(vector, scenarios, sections)
-                if intent.scenarios and not scenarios and self.settings.scoped_dense:
-                    # The question names its scenarios: their passages are also searched on
+                scope = intent.scenarios or (list(COMPARED_SCENARIOS) if intent.compare else [])
+                if scope and not scenarios and self.settings.scoped_dense:
+                    # The question names its scenarios (a comparison without names compares
+                    # the dossier's, as ``_spread`` does): their passages are also searched on
                     # their own, so that in a large library the right sheet's passages are not
                     # pushed out of the candidates by look-alike passages of other documents.
-                    scoped = self._dense_within(vector, _with_related(intent.scenarios), sections)
+                    scoped = self._dense_within(vector, _with_related(scope), sections)
                     hits = _union(hits, scoped)
                 add([p for p, _ in hits], tuning.dense_weight * weight, "dense", [s for _, s in hits])
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
