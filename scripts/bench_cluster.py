@@ -70,6 +70,7 @@ from load_test import (  # noqa: E402
     percentile,
     process_cpu_s,
     running_app,
+    stop,
 )
 
 from assistant.evaluation.metrics import relevant  # noqa: E402
@@ -127,12 +128,7 @@ def server(
             time.sleep(0.3)
         yield Server(name, process, port, log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
 
 
 def chroma_server(root: Path) -> Any:

@@ -60,6 +60,26 @@ CHANGED_TO = "| Ouverture à la transfo à la DFI ? | Pas de sollicitation à ce
 STUFF_K = 4  # what ``as_retriever()`` hands to a « stuff » chain by default
 
 
+def cold_build(
+    imports_s: float, load_s: float, build_s: float, chunks: int, embedded: int, sentences: int
+) -> dict[str, Any]:
+    """The cold-build record of one side (printed), the start of its results."""
+    out: dict[str, Any] = {
+        "cold_build": {
+            "imports_s": round(imports_s, 2),
+            "embedder_load_s": round(load_s, 2),
+            "indexing_s": round(build_s, 2),
+            "total_s": round(imports_s + load_s + build_s, 2),
+            "chunks": chunks,
+            "embedded_chunks": embedded,
+            "embedded_sentences": sentences,
+        },
+        "rss_after_build_mb": round(current_rss_mb(), 1),
+    }
+    print(f"Construction à froid : {out['cold_build']}", flush=True)
+    return out
+
+
 def edit(corpus: Path, old: str, new: str) -> None:
     path = corpus / CHANGED_FILE
     text = path.read_text(encoding="utf-8")
@@ -86,19 +106,9 @@ def project_side(corpus: Path, index_dir: Path, limit: int | None) -> dict[str, 
     imports_s = time.perf_counter() - started
     embeddings, load_s = timed(build_embeddings, settings)
     report, build_s = timed(CorpusIndex(settings, embeddings).update)
-    out: dict[str, Any] = {
-        "cold_build": {
-            "imports_s": round(imports_s, 2),
-            "embedder_load_s": round(load_s, 2),
-            "indexing_s": round(build_s, 2),
-            "total_s": round(imports_s + load_s + build_s, 2),
-            "chunks": report.total_chunks,
-            "embedded_chunks": report.embedded_chunks,
-            "embedded_sentences": report.embedded_sentences,
-        },
-        "rss_after_build_mb": round(current_rss_mb(), 1),
-    }
-    print(f"Construction à froid : {out['cold_build']}", flush=True)
+    out = cold_build(
+        imports_s, load_s, build_s, report.total_chunks, report.embedded_chunks, report.embedded_sentences
+    )
 
     def reindex() -> dict[str, Any]:
         report, seconds = timed(CorpusIndex(settings, embeddings).ensure)
@@ -161,19 +171,7 @@ def baseline_side(corpus: Path, limit: int | None) -> dict[str, Any]:
         return BaselinePipeline(baseline_documents(corpus), embeddings)
 
     reference, build_s = timed(build)
-    out: dict[str, Any] = {
-        "cold_build": {
-            "imports_s": round(imports_s, 2),
-            "embedder_load_s": round(load_s, 2),
-            "indexing_s": round(build_s, 2),
-            "total_s": round(imports_s + load_s + build_s, 2),
-            "chunks": reference.chunks,
-            "embedded_chunks": reference.chunks,
-            "embedded_sentences": 0,
-        },
-        "rss_after_build_mb": round(current_rss_mb(), 1),
-    }
-    print(f"Construction à froid : {out['cold_build']}", flush=True)
+    out = cold_build(imports_s, load_s, build_s, reference.chunks, reference.chunks, 0)
 
     def reindex() -> dict[str, Any]:
         rebuilt, seconds = timed(build)  # no manifest: every chunk is embedded again

@@ -63,6 +63,16 @@ class App:
     log_path: Path
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process, killing it if it has not ended within 20 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -128,12 +138,7 @@ def running_app(
             time.sleep(0.5)
         yield app
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
         if args.keep:
             print(f"Dossier de l'essai conservé : {root}")
         else:
