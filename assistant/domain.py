@@ -3,7 +3,9 @@
 The dossier weighs three scenarios (CMVRH, ENTPE, Université Gustave Eiffel) and holds the
 university's proposal note, a document of its own that speaks for the UGE scenario. Everything
 that knows this reads it here; the words that name a scenario or ask for a section in a question
-are data (``data/scenarios.toml``, ``data/sections.toml``), each entry with where it comes from.
+are data (``data/scenarios.toml``, ``data/sections.toml``), each entry with where it comes from;
+so are the word lists that tell what a question asks for from what it is about
+(``data/lexicon.toml``, each list with its source and its measured effect).
 
 Deliberately left out: how those words are used (query understanding does that) and anything
 about a particular question.
@@ -37,6 +39,21 @@ class Section:
 
 def _data(name: str) -> dict:
     return tomllib.loads(resources.files("assistant.data").joinpath(name).read_text(encoding="utf-8"))
+
+
+@cache
+def _lexicon() -> dict:
+    return _data("lexicon.toml")
+
+
+def words(name: str) -> str:
+    """The words of the list ``name`` of ``data/lexicon.toml``, one space between them."""
+    return " ".join(_lexicon()[name]["words"].split())
+
+
+def word_classes(name: str) -> list[str]:
+    """The classes of the list ``name`` of ``data/lexicon.toml`` (words of one class together)."""
+    return [" ".join(c.split()) for c in _lexicon()[name]["classes"]]
 
 
 @cache

@@ -158,6 +158,25 @@ def test_a_pronoun_finds_its_antecedent_in_the_previous_answer(retriever: Retrie
     assert any("CIPEN" in p.label for p in result.passages[:3])
 
 
+def test_a_question_in_a_conversation_is_also_searched_with_it(retriever: Retriever) -> None:
+    # No ellipsis or pronoun the grammar can see: not read as a follow-up, yet it leans on the
+    # previous turn, which the search adds at a lower weight than the question itself (checked
+    # with e5, the tests' embedder, and with EmbeddingGemma).
+    history = [
+        {
+            "role": "user",
+            "content": "Où l'Université Gustave Eiffel accueillerait-elle les agents du CMA ?",
+        },
+        {"role": "assistant", "content": "Sur deux de ses campus, selon la note de l'université."},
+    ]
+    question = "Quels lieux sont cités ?"
+    result = retriever.search(question, history=history)
+    assert not result.intent.follow_up
+    assert any("Villeneuve d'Ascq" in p.text for p in result.passages[:5])
+    alone = retriever.search(question)
+    assert not any("Villeneuve d'Ascq" in p.text for p in alone.passages[:5])
+
+
 def test_a_follow_up_keeps_its_own_topic_when_it_changes_scenario() -> None:
     history = _history("Que dit la fiche ENTPE sur l'expertise RH (salaires, primes) ?")
     intent = understand("Et la note de l'université, sur la gestion des personnels ?", history)

@@ -30,14 +30,7 @@ VERBATIM_LEAD = "Ce que dit le dossier, mot pour mot (extraits les plus proches 
 LISTING_LEAD = "Ce que le dossier en dit, en entier et dans son ordre (extraits mot pour mot) :"
 NOT_COVERED = "non traité dans le dossier"
 # Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
-REQUEST_TERMS = (
-    content_terms(
-        "cite citer cites textuellement textuel mot exactement exact exacte verbatim termes recopie "
-        "recopier dit disent dire répond répondent quel quelle quels quelles retient prévoit conclut "
-        "première dernière phrase compare comparer comparaison différents chaque trois thème"
-    )
-    | META_TERMS
-)
+REQUEST_TERMS = content_terms(domain.words("request_terms")) | META_TERMS
 # Long passages are quoted by their most relevant sentences, up to this many characters: about
 # 100 tokens, which keeps an LLM prompt of five passages within the time budget (MODELS.md:
 # 2.6 s per 100 prompt tokens on two cores).

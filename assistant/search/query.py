@@ -43,10 +43,12 @@ FOLLOW_UP_PATTERN = re.compile(
     r"pour (l.|le |la |les )?(uge|entpe|cmvrh|cipen|universite)\b|"
     r"dans ce (cas|scenario)|et chez|et au|et a l)"
 )
-# Words that carry no topic of their own in a follow-up (besides stop words).
+# Words that carry no topic of their own in a follow-up (besides stop words), and the adverbs
+# that ask for more detail of what was just said (« Dans quelle commune précisément ? »).
 _FILLER = re.compile(
     r"\b(et|pour|le|la|les|l|du|de|des|au|aux|a|dans|ce|cas|scenario|scenarios|meme|question|"
-    r"qu|en|est|il|quid|concernant|chez|alors|cote|s|agissant|sur|rattachement|fiche|d|un|une)\b"
+    r"qu|en|est|il|quid|concernant|chez|alors|cote|s|agissant|sur|rattachement|fiche|d|un|une|"
+    r"precisement|exactement|concretement|juste|donc)\b"
 )
 
 
@@ -139,17 +141,7 @@ def strip_scenarios(text: str) -> str:
 
 
 # Words that ask for a section without naming a topic (« quelles limites la fiche relève-t-elle »).
-_GENERIC = frozenset(
-    analyze(
-        "quel quelle quels quelles sont scénario scénarios option hypothèse rattachement CMA "
-        "principal principaux principales identifié identifiées relevé relève mentionné cité "
-        "listé énumère liste donne présente résume fiche document selon existe section sections "
-        "tableau point points ouvert ouvertes suspens soulevé posé posées laisse met avant avance "
-        "retient retenu voit prévoit évoque aborde envisage envisagé reste restent elle elles il "
-        "ils on lui dossier t-elle t-il rattacher quoi cite citer textuellement mot pour mot "
-        "phrase première dernière passage extrait exact exactement verbatim recopie"
-    )
-)
+_GENERIC = frozenset(analyze(domain.words("section_request_terms")))
 
 
 def topic_text(question: str, sections: list[str]) -> str:
@@ -198,7 +190,7 @@ def _is_elliptical(question: str) -> bool:
     # Asked within a conversation, a question with at most one content word of its own (French
     # stop words aside: « Lesquels exactement ? », « Quels points ? ») leans on what came before.
     return (
-        len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1 or len(content_terms(strip_scenarios(question))) <= 1
+        len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1 or len(content_terms(remaining)) <= 1
     )
 
 
