@@ -189,9 +189,7 @@ def _is_elliptical(question: str) -> bool:
     remaining = _FILLER.sub(" ", strip_scenarios(question))
     # Asked within a conversation, a question with at most one content word of its own (French
     # stop words aside: « Lesquels exactement ? », « Quels points ? ») leans on what came before.
-    return (
-        len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1 or len(content_terms(remaining)) <= 1
-    )
+    return len(re.findall(r"[a-z0-9]{3,}", remaining)) <= 1 or len(content_terms(remaining)) <= 1
 
 
 def previous_user_question(history: Sequence[Exchange]) -> str | None:
