@@ -40,6 +40,10 @@ def main() -> int:
         return 2
     # One line per error on stderr, the traceback in the log file (settings.log_path).
     setup_logging(settings)
+    from assistant.app.memory import keep_large_buffers_mapped
+
+    # Before the model is loaded and the server's threads start: see assistant/app/memory.py.
+    keep_large_buffers_mapped(os.environ)
     # Gradio reads its temp folder when it is imported: point it at the app's own folder first.
     settings.app_temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ["GRADIO_TEMP_DIR"] = str(settings.app_temp_dir)

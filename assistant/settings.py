@@ -119,7 +119,8 @@ class Settings:
     # 10,000 of them by default. Counted in the soak test (objects alive in the app, every 45 s):
     # one SessionState and one BlocksConfig more per new conversation; the answering pipeline
     # alone stays flat (600 questions in one process: +1 MB after warm-up). 200 is ample for a
-    # committee; it did not make the soak's memory flat (README, « Charge »).
+    # committee. Evicted sessions are freed; the rest of the soak's growth was the allocator's
+    # (assistant/app/memory.py) and the model's mapped file (README, « Charge »).
     app_sessions: int = 200
     # Failed logins allowed per client within the window before logins are refused for a while.
     login_max_attempts: int = 5

@@ -469,13 +469,30 @@ def process_figures(pid: int) -> tuple[float, int, int]:
         return process.memory_info().rss / 2**20, process.num_threads(), process.num_fds()
     except ImportError:
         pass
+    values = _status(pid)
+    rss = int(values["VmRSS"].split()[0]) / 1024
+    return rss, int(values["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def memory_split(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) resident MB of ``pid``. The file-backed part is mostly the
+    embedding model's weights, mapped from their file: it grows as questions use words not seen
+    before (each new token reads its row of the 805 MB vocabulary table), up to the file's size,
+    and the system can take those pages back at any time. The anonymous part is what leaks."""
+    try:
+        values = _status(pid)
+        return int(values["RssAnon"].split()[0]) / 1024, int(values["RssFile"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        return math.nan, math.nan
+
+
+def _status(pid: int) -> dict[str, str]:
     values: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="utf-8") as status:
         for line in status:
             key, _, value = line.partition(":")
             values[key] = value.strip()
-    rss = int(values["VmRSS"].split()[0]) / 1024
-    return rss, int(values["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))
+    return values
 
 
 # -- the soak ---------------------------------------------------------------------------------------
@@ -503,7 +520,10 @@ def soak(app: App, pool: list[str], args: argparse.Namespace) -> None:
         thread.start()
     samples = []
     seen = 0
-    print("  temps | mémoire (RSS) | threads | fichiers ouverts | questions | erreurs | p95 complète")
+    print(
+        "  temps | mémoire (RSS) | dont anonyme | dont fichiers | threads | fichiers ouverts | questions"
+        " | erreurs | p95 complète"
+    )
     try:
         while True:
             ended = stop.wait(min(args.soak_every, max(0.0, started + args.soak - time.monotonic())))
@@ -511,12 +531,14 @@ def soak(app: App, pool: list[str], args: argparse.Namespace) -> None:
             window = tally.since(seen)
             seen += len(window)
             rss, threads_n, files = process_figures(app.process.pid)
-            samples.append((elapsed, rss, threads_n, files))
+            anon, mapped = memory_split(app.process.pid)
+            samples.append((elapsed, rss, threads_n, files, anon, mapped))
             totals = [o.total_s for o in window if o.kind == "served"]
             errors = sum(o.kind != "served" for o in window)
             p95 = percentile(totals, 0.95)
             print(
-                f"  {elapsed:5.0f} s | {rss:8.1f} Mo | {threads_n:7d} | {files:16d} | {len(window):9d} | "
+                f"  {elapsed:5.0f} s | {rss:8.1f} Mo | {anon:9.1f} Mo | {mapped:10.1f} Mo | {threads_n:7d} | "
+                f"{files:16d} | {len(window):9d} | "
                 f"{errors:7d} | {'—' if math.isnan(p95) else f'{p95:.2f} s'}",
                 flush=True,
             )
@@ -533,7 +555,8 @@ def soak(app: App, pool: list[str], args: argparse.Namespace) -> None:
         warm = samples[1]  # after the first 30 s: models loaded, caches filled
         last = samples[-1]
         print(
-            f"  de {warm[0]:.0f} s à {last[0]:.0f} s : mémoire {last[1] - warm[1]:+.1f} Mo, "
+            f"  de {warm[0]:.0f} s à {last[0]:.0f} s : mémoire {last[1] - warm[1]:+.1f} Mo "
+            f"(anonyme {last[4] - warm[4]:+.1f} Mo, fichiers {last[5] - warm[5]:+.1f} Mo), "
             f"threads {last[2] - warm[2]:+d}, fichiers ouverts {last[3] - warm[3]:+d}"
         )
     everything = tally.outcomes
