@@ -156,7 +156,7 @@ def test_answer_streams_with_markers_and_highlighted_sources(page: Any) -> None:
     answer = last_answer(page)
     assert "[1]" in answer and "Réponse — aucun filtre" in answer
     assert "mot pour mot" in answer and "Synthèse" not in answer  # no model in this app
-    assert "Question comprise — lue comme portant sur : Limites, scénario ENTPE." in answer
+    assert "Question lue comme portant sur : Limites, scénario ENTPE." in answer
     assert "Scénario ENTPE › Limites" in page.locator("#sources").inner_text()
     shot(page, "02_reponse_et_sources")
 

@@ -12,6 +12,7 @@ import pytest
 
 from assistant.answer.citations import (
     UNFLAGGED_MARK,
+    cite,
     find_quotes,
     looks_like_instructions,
     quote_is_verbatim,
@@ -58,6 +59,14 @@ PASSAGES = [GEOGRAPHY, FINANCES]
 
 def markers(text: str) -> list[int]:
     return [int(n) for n in re.findall(r"\[(\d+)\]", text)]
+
+
+def test_markers_go_before_the_final_punctuation_as_french_writes_it() -> None:
+    assert cite("Les agents sont basés à Aix.", [1]) == "Les agents sont basés à Aix [1]."
+    # « ? », « ! », « : », « ; » keep their narrow no-break space, after the markers.
+    assert cite("Résidence à Vaulx-en-Velin ?", [1, 2]) == "Résidence à Vaulx-en-Velin [1][2]\u202f?"
+    assert cite("Le dossier le dit : ", []) == "Le dossier le dit : "
+    assert cite("« Tête chercheuse »", [3]) == "« Tête chercheuse » [3]"
 
 
 def test_supported_sentence_without_marker_gets_the_best_one() -> None:

@@ -178,13 +178,16 @@ def cite(sentence: str, markers: Sequence[int]) -> str:
 
 
 def _with_markers(sentence: str, markers: list[int]) -> str:
-    """Place ``[n]`` markers before the sentence's final punctuation."""
+    """Place ``[n]`` markers before the sentence's final punctuation; a « ? », « ! », « : » or
+    « ; » keeps the narrow no-break space French puts before it (« Vaulx-en-Velin [1] ? »)."""
     if not markers:
         return sentence
     tags = "".join(f"[{m}]" for m in markers)
     match = re.search(r"[.!?…:;]+$", sentence)
     if match and not sentence.endswith(("»", "”", '"')):
-        return f"{sentence[: match.start()]} {tags}{match.group(0)}"
+        body = sentence[: match.start()].rstrip("\u202f\u00a0 ")
+        space = "\u202f" if match.group(0)[0] in "?!:;" else ""
+        return f"{body} {tags}{space}{match.group(0)}"
     return f"{sentence} {tags}"
 
 

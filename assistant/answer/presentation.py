@@ -11,7 +11,8 @@ from assistant.schema import Answer
 
 
 def understood_line(answer: Answer) -> str:
-    """« Question comprise : … — lue comme : Limites, scénario ENTPE. »: how the question was
+    """« Question comprise : … — lue comme portant sur : Limites, scénario ENTPE. », or « Question
+    lue comme portant sur : … » when it stands as asked: how the question was
     read (a follow-up rewritten, the section and scenario a word was taken for: « risques » →
     Limites), so that a wrong reading can be seen; empty when there is nothing to add."""
     understood = answer.standalone_question.strip()
@@ -20,10 +21,12 @@ def understood_line(answer: Answer) -> str:
     read += [_scenario(s) for s in answer.read_as.get("scenarios", [])]
     if not rewritten and not read:
         return ""
-    line = f"Question comprise : {understood}" if rewritten else "Question comprise"
-    if read:
-        line += f" — lue comme portant sur : {', '.join(read)}"
-    return line + "."
+    topics = ", ".join(read)
+    if not rewritten:
+        # The question stands as asked: only how it was read is worth a line.
+        return f"Question lue comme portant sur : {topics}."
+    line = f"Question comprise : {understood}"
+    return line + (f" — lue comme portant sur : {topics}." if read else ".")
 
 
 def _scenario(code: str) -> str:

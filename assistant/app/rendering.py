@@ -384,8 +384,9 @@ HELP_TEXT = """
 
 **Questions de suite** : « Et pour l'UGE ? », « Lesquels exactement ? », « Qui le pilote ? » se lisent
 avec la conversation (jusqu'à quatre échanges). Sous chaque réponse, la ligne **Question comprise**
-montre comment la question a été lue (question complétée, section et scénario retenus : « risques » est
-lu comme la section Limites) ; si la lecture est fausse, reformulez. **Nouvelle conversation** repart
+(ou **Question lue comme portant sur**) montre comment la question a été lue (question complétée,
+section et scénario retenus : « risques » est lu comme la section Limites) ; si la lecture est
+fausse, reformulez. **Nouvelle conversation** repart
 de zéro.
 
 **Filtres** : limitez la recherche à un ou plusieurs scénarios et sections ; les filtres actifs sont
