@@ -102,3 +102,17 @@ def test_a_cycle_is_detected() -> None:
             return {"a": {"b"}, "b": {"a"}, "c": set()}[module]
 
     assert _cycles(Fake()) == [["a", "b"]]  # type: ignore[arg-type]
+
+
+def test_every_word_list_says_where_it_comes_from_and_what_it_does() -> None:
+    """data/lexicon.toml: each list names its reader, its source and its measured effect."""
+    import tomllib
+    from importlib import resources
+
+    lexicon = tomllib.loads(resources.files("assistant.data").joinpath("lexicon.toml").read_text("utf-8"))
+    assert lexicon
+    for name, entry in lexicon.items():
+        assert {"used_by", "source", "effect"} <= entry.keys(), name
+        assert "retirée" in entry["effect"] and not entry["effect"].startswith("EFFECT"), name
+        words = entry.get("words") or " ".join(entry.get("classes", []))
+        assert words.split(), name
