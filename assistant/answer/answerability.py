@@ -342,7 +342,7 @@ class Assessor:
         names = question_entities(question)
         if not names or any(self._known_name(name) for name in names):
             return None
-        return f"il ne mentionne nulle part {_shown(names)}"
+        return f"il ne mentionne nulle part ce que la question nomme ({_shown(names)})"
 
     def _known_name(self, name: str) -> bool:
         if detect_scenarios(name):
