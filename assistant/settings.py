@@ -64,11 +64,12 @@ class Settings:
     turn_answer_weight: float = 0.5
     cited_weight: float = 0.0
     # A question asked in a conversation but not read as a follow-up (no ellipsis or pronoun the
-    # grammar sees: « Sur quels sites précisément ? ») is also searched with the previous question
-    # and with the previous answer, each at this weight. Development set: mrr@10 0.819 → 0.825,
-    # evidence_recall@5 0.865 → 0.870 at 0.25, 0.5 and 1 alike (the smallest kept, to leave a
-    # change of topic to the question itself). Blind sets at 0.25 (README): blind2 hit@5 0.830 →
-    # 0.852 (follow-ups 0.800 → 0.850); blind and heldout unchanged.
+    # grammar sees: « Quels lieux sont cités ? ») is also searched with the previous question and
+    # answer (one text), at this weight. Development set: mrr@10 0.819 → 0.825, evidence_recall@5
+    # 0.865 → 0.870 with the two as separate queries, the same at 0.25, 0.5 and 1 (the smallest
+    # kept, to leave a change of topic to the question itself); as one text, the same dev
+    # figures and one encoding less (follow-ups' verbatim p95 310 → 287 ms). Blind sets (README):
+    # blind2 hit@5 0.830 → 0.852 (follow-ups 0.800 → 0.850); blind and heldout unchanged.
     turn_context_weight: float = 0.25
     reranker_path: str | None = None
     # Comparer: a cell is filled when its best passage's relevance to the theme reaches this value

@@ -270,13 +270,14 @@ class Retriever:
         the previous answer (« Lesquels ? », a pronoun pointing into that answer)."""
         queries = [(intent.search_text, 1.0)]
         if intent.conversation and not intent.follow_up and self.settings.turn_context_weight:
-            # Not read as a follow-up, but asked in a conversation: « Sur quels sites précisément ? »
-            # names no antecedent the grammar can see. The question with the previous one and
-            # with its answer weigh less than the question on its own, so a change of topic holds.
-            context = self.settings.turn_context_weight
-            queries.append((f"{intent.question} — {intent.conversation[0]}", context))
-            if intent.previous_answer:
-                queries.append((f"{intent.question} — {intent.previous_answer}", context))
+            # Not read as a follow-up, but asked in a conversation: « Quels lieux sont cités ? »
+            # names no antecedent the grammar can see. The question with the previous one and its
+            # answer, one text (one encoding), weighs less than the question on its own, so that
+            # a change of topic holds.
+            context = " — ".join(
+                t for t in (intent.question, intent.conversation[0], intent.previous_answer) if t
+            )
+            queries.append((context, self.settings.turn_context_weight))
             return queries
         if not (intent.conversation and intent.follow_up):
             return queries
