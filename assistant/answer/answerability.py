@@ -103,6 +103,7 @@ PLACE_Q = re.compile(
 # Any other « où » on the original text asks for a place too, except « d'où » (an origin), « où en
 # est » (a state) and « où » after a noun (« les cursus où l'on travaille »).
 WHERE_Q = re.compile(r"(?:^|[,;:?!]\s*|\b(?:et|mais|alors|donc)\s+)(?<!')[Oo]ù\b(?!\s+en\s)|\b[Oo]ù\s*\?")
+_CAPITALISED = re.compile(r"\b[A-ZÀ-Ý][\wÀ-ÿ-]+")
 PLACE_NAME = re.compile(r"(?:\bà|\bau|\ben|\bde|\bd')\s*([A-ZÀ-Ý][\wÀ-ÿ-]+)")
 # A share (« Quel pourcentage… », « Quelle part des agents… ») and its evidence.
 PERCENT_Q = re.compile(r"\b(pourcentage|proportion|taux)\b|\bquelle part\b|\bpour cent\b|%")
@@ -193,9 +194,8 @@ def question_entities(question: str) -> list[str]:
     names = []
     for match in _WORD.finditer(text):
         word = match.group().strip(".-")
-        opens_sentence = not text[: match.start()].strip(' «»"') or text[: match.start()].rstrip(
-            ' «»"'
-        ).endswith((".", "?", "!", ":"))
+        before = text[: match.start()].rstrip(' «»"')
+        opens_sentence = not before or before.endswith((".", "?", "!", ":"))
         if len(word) < 2:
             continue
         if word.isupper() or (word[0].isupper() and len(word) >= 3 and not opens_sentence):
@@ -449,7 +449,7 @@ class Assessor:
         as often a platform or a body (« de Mentor », « de Gustave Eiffel »)."""
         if _locates(unit):
             return True
-        return any(fold(w) in self.places for w in re.findall(r"\b[A-ZÀ-Ý][\wÀ-ÿ-]+", unit))
+        return any(fold(w) in self.places for w in _CAPITALISED.findall(unit))
 
     def _nearby(self, intent: QueryIntent, passages: Sequence[Passage]) -> list[Passage]:
         """For an empty section: the same section elsewhere; otherwise the closest passages."""
@@ -468,7 +468,13 @@ def _previous_question(history: History | None) -> str:
 def _locates(unit: str) -> bool:
     """« basés à Aix », « site de Villeneuve d'Ascq »; not « rattaché à Gustave Eiffel » nor « à
     l'ENTPE »: a body (an acronym, a scenario's name) is no place."""
-    return any(not name.isupper() and not detect_scenarios(name) for name in PLACE.findall(unit))
+    return any(not _names_a_body(name) for name in PLACE.findall(unit))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_a_body(name: str) -> bool:
+    # Asked for every place-like name of every unit searched: the scenario patterns run once each.
+    return name.isupper() or bool(detect_scenarios(name))
 
 
 def _counted_noun(text: str) -> str | None:
