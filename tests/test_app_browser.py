@@ -133,6 +133,8 @@ def test_first_visit_shows_status_examples_and_no_external_request(page: Any, ap
     assert not any(word in status for word in ("Embeddings", "llama", "licence", "gemma"))
     assert "Quelles sont les limites du scénario ENTPE ?" in page.inner_text("body")
     # 1366×768: the question box and the labelled « Nouvelle conversation » button need no scrolling.
+    # Measured from the top of the page: the box's autofocus may have scrolled it into view.
+    page.evaluate("() => window.scrollTo(0, 0)")
     box = page.locator("#question textarea").bounding_box()
     assert box is not None and box["y"] + box["height"] <= 768, box
     assert page.locator("#new-conversation").inner_text().strip() == "Nouvelle conversation"

@@ -366,8 +366,11 @@ class AssistantApp:
                     label="Conversation",
                     show_label=False,
                     elem_id="chat",
-                    # 1366×768: the question box stays visible without scrolling.
-                    height=430,
+                    # The chat takes what the window leaves once the header, the controls and the
+                    # question row (about 470 px together) are placed: at 1366×768 the question box
+                    # stays visible without scrolling, a taller screen gets a taller chat.
+                    height="calc(100vh - 470px)",
+                    min_height=300,
                     layout="panel",
                     sanitize_html=True,
                     render_markdown=True,
