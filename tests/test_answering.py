@@ -301,6 +301,13 @@ def test_a_synthesis_that_verifies_nothing_leaves_the_verbatim_answer_with_a_pla
     assert "70 agents" in answer.body and answer.citations
     assert any(n.startswith("Synthèse non disponible") for n in answer.notices)
     assert not any("ASSISTANT_" in n for n in answer.notices)
+    # the screen and the exports say it in one line, not also « des phrases … écartées »
+    from assistant.app.rendering import answer_notes
+
+    assert "synthesis_dropped" in answer.flags
+    notes = answer_notes(answer)
+    assert [n for n in notes if "ynthèse" in n] == [n for n in answer.notices if "ynthèse" in n]
+    assert len([n for n in notes if "ynthèse" in n]) == 1
 
 
 class SlowModel(BaseChatModel):

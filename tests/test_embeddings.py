@@ -21,6 +21,8 @@ from assistant.search.embeddings import (
     SentenceTransformerEmbeddings,
     build_embeddings,
     embedder_name,
+    native_bf16,
+    resolve_query_precision,
     titled,
 )
 from assistant.search.index import CorpusIndex
@@ -205,10 +207,31 @@ def test_gemma_uses_its_query_and_titled_document_prompts(gemma: GemmaEmbeddings
 
 def test_gemma_questions_asked_at_once_get_the_models_own_query_vectors(gemma: GemmaEmbeddings) -> None:
     questions = [f"Question {i} : où sont basés les agents du CMA ?" for i in range(6)] + ["Quel budget ?"]
-    expected = np.array(gemma._model.encode_query(questions, normalize_embeddings=True))
+    alone = np.array([gemma.embed_queries([q])[0] for q in questions])
     with ThreadPoolExecutor(max_workers=4) as pool:
         vectors = list(pool.map(lambda q: gemma.embed_queries([q])[0], questions * 3))
-    assert np.allclose(np.array(vectors), np.vstack([expected] * 3), atol=1e-5)
+    assert np.allclose(np.array(vectors), np.vstack([alone] * 3), atol=1e-5)
+    # the model's own query encoding (prompt, normalisation), in full precision: the same
+    # direction whatever the precision questions are encoded in
+    with gemma._lock:
+        full = np.array(gemma._document_model().encode_query(questions, normalize_embeddings=True))
+    assert float(np.min(np.sum(alone * full, axis=1))) > 0.99
+
+
+def test_gemma_encodes_passages_in_float32_and_questions_as_the_processor_allows(
+    gemma: GemmaEmbeddings,
+) -> None:
+    import torch
+
+    assert gemma.query_precision == ("bf16" if native_bf16() else "fp32")
+    query_dtype = next(gemma._query_model.parameters()).dtype
+    assert query_dtype == (torch.bfloat16 if gemma.query_precision == "bf16" else torch.float32)
+    gemma.embed_documents(["Dossier\nLes agents sont basés à Aix."])
+    assert next(gemma._document_model().parameters()).dtype == torch.float32
+    assert resolve_query_precision("fp32") == "fp32" and resolve_query_precision("bf16") == "bf16"
+    with pytest.raises(SettingsError) as caught:
+        Settings(query_precision="fp16").validate()
+    assert "ASSISTANT_QUERY_PRECISION" in str(caught.value) and "bf16" in str(caught.value)
 
 
 def test_gemma_ranks_each_paraphrase_above_the_unrelated_passage(gemma: GemmaEmbeddings) -> None:

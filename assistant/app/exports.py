@@ -23,10 +23,10 @@ from typing import Any
 import gradio as gr
 
 from assistant.app.rendering import (
-    FLAG_NOTES,
     MODE_LABELS,
     TITLE,
     Turn,
+    answer_notes,
     filters_text,
     h,
     quotes_markdown,
@@ -63,11 +63,7 @@ def turn_markdown(turn: Turn) -> str:
         lines.append(f"## Comparaison\n\n{strip_media(turn.comparison.to_markdown())}\n")
     elif turn.answer is not None:
         lines.append(f"## Réponse\n\n{strip_media(turn.answer.text)}\n")
-        notes = [
-            *turn.answer.notices,
-            *(FLAG_NOTES[f] for f in turn.answer.flags if f in FLAG_NOTES),
-        ]
-        lines += [f"> {n}\n" for n in dict.fromkeys(notes)]
+        lines += [f"> {n}\n" for n in answer_notes(turn.answer)]
     citations = turn.citations()
     if citations:
         lines.append("## Références\n")

@@ -23,6 +23,7 @@ from typing import Any
 import gradio as gr
 
 from assistant.answer.presentation import understood_line
+from assistant.answer.synthesis import NOTES as SYNTHESIS_NOTES
 from assistant.answer.synthesis import SYNTHESIS_LEAD
 from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Answer, Citation, Passage
@@ -42,6 +43,18 @@ FLAG_NOTES = {
     "quote_removed": "Une citation introuvable mot pour mot dans le dossier a été retirée.",
     "synthesis_dropped": "Des phrases de la synthèse que les extraits n'étayent pas ont été écartées.",
 }
+_SYNTHESIS_NOTES = frozenset(SYNTHESIS_NOTES.values())
+
+
+def answer_notes(answer: Answer) -> list[str]:
+    """The plain lines shown under an answer (app and exports), each once, and one line at most
+    about the synthesis: « Synthèse non disponible… » already says why nothing of it is shown."""
+    notes = list(answer.notices)
+    said = any(note in _SYNTHESIS_NOTES for note in notes)
+    for flag in answer.flags:
+        if flag in FLAG_NOTES and not (flag == "synthesis_dropped" and said):
+            notes.append(FLAG_NOTES[flag])
+    return list(dict.fromkeys(notes))
 
 
 # -- rendering untrusted text ----------------------------------------------------------------------
@@ -245,9 +258,9 @@ def _answer_message(turn: Turn) -> str:
         parts.append((written + " " if written else "") + "*" + md_escape(waiting) + "*")
     elif answer.synthesis:
         parts.append(f"**{md_escape(answer.synthesis_lead)}**\n\n" + safe_markdown(answer.synthesis))
-    notes = [*answer.notices, *(FLAG_NOTES[f] for f in answer.flags if f in FLAG_NOTES)]
+    notes = answer_notes(answer)
     if notes and not turn.synthesising:
-        parts.append("\n".join(f"> {md_escape(n)}" for n in dict.fromkeys(notes)))
+        parts.append("\n".join(f"> {md_escape(n)}" for n in notes))
     if answer.citations:
         parts.append(_sources_line(answer.citations))
     return "\n\n".join(parts)
