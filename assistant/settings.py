@@ -64,8 +64,14 @@ class Settings:
     # counting 1): the question on its own, the question with the previous answer, the passages
     # that answer cited. Set on the development set's follow-ups (scripts/sweep_retrieval.py):
     # with the previous answer at 0.5, dev hit@5 0.914 → 0.922 (follow-ups 0.875 → 0.906); at 1,
-    # 0.914; the question on its own at 0.5 lowered mrr@10 0.816 → 0.786. Cited passages cannot
-    # be measured on question sets (their history is text): off until they can.
+    # 0.914; the question on its own at 0.5 lowered mrr@10 0.816 → 0.786. The passages the
+    # previous answer cited (measured since the evaluation replays a conversation's earlier turns,
+    # ``evaluation/replay.py``): for every follow-up, dev mrr@10 0.820 → 0.806 / 0.802 / 0.795 at
+    # 0.25 / 0.5 / 1 (follow-ups 0.777 → 0.720 / 0.705 / 0.673), hit@5 unchanged — they hold the
+    # previous scenario's rows when the follow-up moves on; only for a follow-up with nothing of
+    # its own (« Lesquels ? », ``asks_detail``), no change at 0.5 to 2: the question with the
+    # previous answer already finds those rows (the dev set's three, and three more conversations
+    # of that shape written for the check and not kept: rank 1 at every weight). Off.
     turn_alone_weight: float = 0.0
     turn_answer_weight: float = 0.5
     cited_weight: float = 0.0

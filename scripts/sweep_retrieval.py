@@ -5,8 +5,10 @@
 
 Every combination of the ``--vary`` values is a change of settings (``Settings.replace``); the
 index of the settings (``ASSISTANT_INDEX_DIR``, ``ASSISTANT_EMBEDDER``) is opened once. Prints,
-per set, hit@5 / mrr@10 / evidence_recall@5 overall and for the kind asked. Asserts nothing:
-tune on the development set, then read the blind sets' column once.
+per set, hit@5 / mrr@10 / evidence_recall@5 overall and for the kind asked. A conversation's
+earlier turns carry the passages the assistant cites for them, as in the app (``replay``), so
+that ``cited_weight`` can be swept too. Asserts nothing: tune on the development set, then read
+the blind sets' column once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import itertools
 import logging
 from pathlib import Path
 
+from assistant.answer.pipeline import AnswerPipeline
 from assistant.evaluation.dataset import load_cases
+from assistant.evaluation.replay import ConversationReplay
 from assistant.evaluation.runner import by_kind, evaluate_retrieval, summarize
 from assistant.search.index import CorpusIndex
 from assistant.search.retrieval import Retriever
@@ -42,10 +46,14 @@ def main() -> None:
     header = ["réglages"] + [f"{n} {m}" for n in sets for m in ("hit@5", "mrr", "ev@5", f"{args.kind[:5]}@5")]
     print(" | ".join(header))
     for combo in itertools.product(*axes) if axes else [()]:
-        retriever = Retriever(index, settings.replace(**dict(combo)))
+        changed = settings.replace(llm="extractive", **dict(combo))
+        retriever = Retriever(index, changed)
+        replay = ConversationReplay(AnswerPipeline(changed, retriever))
+        histories = {id(c): replay.exchanges(c.history) for cases in sets.values() for c in cases}
 
-        def search(case, retriever=retriever):  # type: ignore[no-untyped-def]
-            return [p.text for p in retriever.search(case.question, history=case.history, k=10).passages]
+        def search(case, retriever=retriever, histories=histories):  # type: ignore[no-untyped-def]
+            history = histories[id(case)]
+            return [p.text for p in retriever.search(case.question, history=history, k=10).passages]
 
         row = [",".join(f"{k}={v}" for k, v in combo) or "défaut"]
         for cases in sets.values():

@@ -168,6 +168,45 @@ def test_answer_run_records_answer_and_citations(retriever: Any, settings: Setti
     _parse_html((tmp_path / "a1" / "report.html").read_text(encoding="utf-8"))
 
 
+def test_a_conversation_is_replayed_with_the_passages_the_assistant_cites(
+    retriever: Any, settings: Settings
+) -> None:
+    """A set's conversation is text; the app's earlier turns also hold what their answers cited.
+    The evaluation answers the earlier questions again (verbatim answer only) to give each turn
+    those passages, once per shared opening, keyed alike for messages and exchanges."""
+    from assistant.answer.pipeline import AnswerPipeline
+    from assistant.evaluation.replay import ConversationReplay, history_key
+    from assistant.schema import Exchange
+
+    pipeline = AnswerPipeline(settings, retriever)
+    calls: list[str] = []
+    stream = pipeline.stream
+
+    def counted(question: str, history: Any = None, *args: Any) -> Any:
+        calls.append(question)
+        return stream(question, history, *args)
+
+    pipeline.stream = counted  # type: ignore[method-assign]
+    first = "Quelles sont les limites du scénario ENTPE ?"
+    history = [
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": "Le statut des personnels et le financement."},
+    ]
+    replay = ConversationReplay(pipeline)
+    exchanges = replay.exchanges(history)
+    assert exchanges is not None and len(exchanges) == 1
+    expected = [c.passage.chunk_id for c in pipeline.answer(first).citations]
+    assert expected and [p.chunk_id for p in exchanges[0].cited] == expected
+    assert exchanges[0].answer == "Le statut des personnels et le financement."  # the set's text stays
+    calls.clear()
+    longer = [*history, {"role": "user", "content": "Et pour l'UGE ?"}, {"role": "assistant", "content": "…"}]
+    assert len(replay.exchanges(longer) or []) == 2
+    assert calls == ["Et pour l'UGE ?"]  # the shared opening is not answered twice
+    assert replay.exchanges([]) is None
+    assert history_key("Lesquels ?", history) == history_key("Lesquels ?", exchanges)
+    assert history_key("Lesquels ?", history) != history_key("Lesquels ?", [Exchange(first, "autre")])
+
+
 # ------------------------------------------------------------------ run_set, the one orchestration
 
 

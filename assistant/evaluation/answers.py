@@ -21,6 +21,7 @@ from typing import Any
 from assistant.answer.citations import find_quotes
 from assistant.evaluation.dataset import Case
 from assistant.evaluation.metrics import citation_precision, fact_coverage, mean, percentile, quote_fidelity
+from assistant.evaluation.replay import ConversationReplay
 
 Tick = Callable[[], None]
 ANSWER_KEYS = (
@@ -37,18 +38,21 @@ def evaluate_answers(cases: Sequence[Case], pipeline: Any, tick: Tick | None = N
 
     Each answer is read through ``pipeline.stream``: the time to the verbatim answer
     (``verbatim_ms``) is recorded with the total, and with a model the synthesis's figures
-    (sentences checked and kept, time to its first token)."""
+    (sentences checked and kept, time to its first token). A conversation's earlier turns carry
+    the passages the assistant cites for them, as in the app (``replay``)."""
     from assistant.answer.pipeline import AnswerEvent, VerbatimEvent
 
     corpus = [p.text for p in pipeline.corpus]
+    replay = ConversationReplay(pipeline)
     if cases:
-        pipeline.answer(cases[0].question, history=cases[0].history or None)  # warm-up
+        pipeline.answer(cases[0].question, history=replay.exchanges(cases[0].history))  # warm-up
     results = []
     for case in cases:
+        history = replay.exchanges(case.history)
         started = time.perf_counter()
         verbatim: float | None = None
         answer = None
-        for event in pipeline.stream(case.question, history=case.history or None):
+        for event in pipeline.stream(case.question, history=history):
             if isinstance(event, VerbatimEvent):
                 verbatim = (time.perf_counter() - started) * 1000
             elif isinstance(event, AnswerEvent):

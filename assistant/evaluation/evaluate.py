@@ -75,7 +75,7 @@ def run_set(
     backend: str | None = None
     status: str | None = None
     if mode == "retrieval":
-        records = retrieval_records(cases, pipeline.retriever, tick=tick)
+        records = retrieval_records(cases, pipeline.retriever, tick=tick, pipeline=pipeline)
     else:
         backend, status = pipeline.backend, assistant.model_status
         records = answer_records(cases, pipeline, tick=tick)

@@ -41,6 +41,7 @@ from assistant.evaluation.answers import evaluate_answers, summarize_answers
 from assistant.evaluation.dataset import Case
 from assistant.evaluation.jsonl import jsonl_lines
 from assistant.evaluation.metrics import relevant
+from assistant.evaluation.replay import ConversationReplay, history_key
 from assistant.evaluation.report import render_html, render_markdown
 from assistant.evaluation.runner import (
     RETRIEVAL_KEYS,
@@ -109,13 +110,23 @@ def _passage_view(passage: Any, evidence: Sequence[str], rank: int) -> dict[str,
 
 
 def retrieval_records(
-    cases: Sequence[Case], retriever: Any, tick: Tick | None = None, k: int = RETRIEVAL_DEPTH
+    cases: Sequence[Case],
+    retriever: Any,
+    tick: Tick | None = None,
+    k: int = RETRIEVAL_DEPTH,
+    pipeline: Any = None,
 ) -> list[dict[str, Any]]:
-    """Run the retriever on every case (``runner.evaluate_retrieval``); one record per case."""
+    """Run the retriever on every case (``runner.evaluate_retrieval``); one record per case.
+
+    With ``pipeline`` (the answer pipeline of the same retriever), a conversation's earlier
+    turns carry the passages the assistant cites for them, as in the app (``replay``); replayed
+    before the clock starts."""
     seen: dict[str, list[Any]] = {}
+    replay = ConversationReplay(pipeline) if pipeline is not None else None
+    histories = {c.id: replay.exchanges(c.history) if replay else (c.history or None) for c in cases}
 
     def search(case: Case) -> list[str]:
-        result = retriever.search(case.question, history=case.history or None, k=k)
+        result = retriever.search(case.question, history=histories[case.id], k=k)
         seen[case.id] = list(result.passages)
         return [p.text for p in result.passages]
 
@@ -156,7 +167,7 @@ class _RecordingPipeline:
 
     @staticmethod
     def key(question: str, history: Any) -> str:
-        return json.dumps([question, history or []], ensure_ascii=False)
+        return history_key(question, history)
 
     def answer(self, question: str, history: Any = None, *args: Any, **kwargs: Any) -> Any:
         result = self.pipeline.answer(question, history, *args, **kwargs)

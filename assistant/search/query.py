@@ -73,6 +73,9 @@ class QueryIntent:
     conversation: list[str] = field(default_factory=list)
     previous_answer: str = ""
     cited: list[str] = field(default_factory=list)
+    # A follow-up with nothing of its own — no scenario, section or topic word (« Lesquels ? »,
+    # « Quelles sont-elles ? »): it asks for the detail of what the previous answer said.
+    asks_detail: bool = False
 
     @property
     def search_text(self) -> str:
@@ -258,6 +261,7 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         return intent
     before = understand(previous, None)
     intent.follow_up = True
+    intent.asks_detail = not scenarios and not sections and not own_topic(question, [])
     if not scenarios and before.scenarios:
         intent.scenarios = list(before.scenarios)
         intent.inherited["scenarios"] = list(before.scenarios)

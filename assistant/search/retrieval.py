@@ -200,7 +200,7 @@ class Retriever:
                     [float(scores[i]) for i in order],
                 )
             timings["lexical_ms"] = (time.perf_counter() - t) * 1000
-        if intent.cited and tuning.cited_weight:
+        if intent.cited and tuning.cited_weight and intent.asks_detail:
             # What the previous answer cited: « Lesquels exactement ? » asks for its detail.
             order = [self._position[c] for c in intent.cited if c in self._position]
             add(order, tuning.cited_weight, "cited", [1.0] * len(order))
