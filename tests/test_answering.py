@@ -177,6 +177,27 @@ def test_a_question_in_two_parts_says_which_part_is_missing(pipeline: AnswerPipe
     assert answer.citations
 
 
+def test_a_name_asked_with_a_pronoun_reads_the_function_in_the_previous_question(
+    pipeline: AnswerPipeline,
+) -> None:
+    """« Comment s'appelle-t-elle ? » after a question on a function asks a person's name, which
+    the dossier never gives; the same words about a thing it names, or a follow-up with its own
+    subject, keep their answer."""
+    asked = "Qui a confié au directeur de l'ENTE la mission sur l'avenir de l'école ?"
+    told = "La Secrétaire générale du pôle ministériel, par lettre du 22 juin 2021."
+    about_a_function = [{"role": "user", "content": asked}, {"role": "assistant", "content": told}]
+    refused = pipeline.answer("Comment s'appelle-t-elle ?", history=about_a_function)
+    assert refused.refused and "nom d'aucune personne" in refused.text
+    about_a_thing = [
+        {"role": "user", "content": "Le CIPEN gère-t-il un lieu pour travailler autrement ?"},
+        {"role": "assistant", "content": "Oui : la note dit qu'il gère un tiers lieu."},
+    ]
+    named = pipeline.answer("Comment s'appelle-t-il ?", history=about_a_thing)
+    assert not named.refused and "Centrif" in named.text
+    own_subject = pipeline.answer("Comment s'appelle son école ?", history=about_a_function)
+    assert not own_subject.refused and "ENTE" in own_subject.text
+
+
 # -- conversation and streaming -------------------------------------------------------------
 def test_follow_up_is_rewritten_and_answered_for_the_new_scenario(pipeline: AnswerPipeline) -> None:
     history = [

@@ -37,7 +37,7 @@ from assistant.answer.citations import passage_sentences
 from assistant.answer.extractive import CorpusStats, topic_terms
 from assistant.domain import SECTIONS
 from assistant.schema import History, Passage, as_exchanges
-from assistant.search.query import QueryIntent, detect_scenarios
+from assistant.search.query import QueryIntent, detect_scenarios, points_back
 from assistant.search.retrieval import domain_similarity_threshold
 from assistant.text import analyze, content_terms, fold
 
@@ -222,6 +222,17 @@ def _mentions(entity: str, unit: str, passage: Passage) -> bool:
     return passage.scenario in aliases or pattern.search(_folded(unit)) is not None
 
 
+def _asked_of(pattern: re.Pattern[str], part: str, original: str, previous: str) -> bool:
+    """The question's interrogative, with the subject its pronoun points back to in the previous
+    question: « Comment s'appelle-t-il ? » after « Le CMA a-t-il un directeur ? » asks a person's
+    name as surely as « Comment s'appelle le directeur ? ». Only for a question that names no
+    subject of its own (``points_back``); the match must begin in the question itself."""
+    if not points_back(original):
+        return False
+    joined = f"{part} {fold(previous)}"
+    return any(m.start() < len(part) for m in pattern.finditer(joined))
+
+
 def _units(passage: Passage) -> list[str]:
     """Where an answer and what it is about must sit together: a whole table row, or a sentence."""
     return [passage.text] if passage.metadata.get("kind") == "row" else passage_sentences(passage.text)
@@ -381,7 +392,8 @@ class Assessor:
 
         focus = {t for t in topic_terms(original) - TYPE_TERMS if self.stats.known(t)}
         focus -= content_terms(" ".join(entities))
-        if PERSON_Q.search(part) and not found(PERSON_NAME.search):
+        asks_person = PERSON_Q.search(part) or (previous and _asked_of(PERSON_Q, part, original, previous))
+        if asks_person and not found(PERSON_NAME.search):
             return "il ne donne le nom d'aucune personne"
         if DECISION_Q.search(part) and not found(lambda u: DECISION.search(_folded(u))):
             return (

@@ -177,7 +177,7 @@ _NOUN_PHRASE = re.compile(
 _OWN_NAME = re.compile(r"(?<=\s)[A-ZÀ-Ý][\w'-]+")
 
 
-def _points_back(question: str) -> bool:
+def points_back(question: str) -> bool:
     """An inverted pronoun with no subject named in the question itself."""
     folded = fold(question).replace("’", "'")
     if not _INVERTED_PRONOUN.search(folded):
@@ -256,7 +256,7 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     intent.previous_answer = previous_answer(exchanges)
     intent.cited = [p.chunk_id for p in exchanges[-1].cited]
     elliptical = _is_elliptical(question)
-    pronoun = bool(ANAPHORA_PATTERN.search(folded)) or _points_back(question)
+    pronoun = bool(ANAPHORA_PATTERN.search(folded)) or points_back(question)
     if not elliptical and not pronoun:
         return intent
     before = understand(previous, None)
