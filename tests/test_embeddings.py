@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.search import embeddings as embeddings_module
 from assistant.search.embeddings import (
     E5Embeddings,
     EmbedderUnavailable,
@@ -232,6 +233,26 @@ def test_gemma_encodes_passages_in_float32_and_questions_as_the_processor_allows
     with pytest.raises(SettingsError) as caught:
         Settings(query_precision="fp16").validate()
     assert "ASSISTANT_QUERY_PRECISION" in str(caught.value) and "bf16" in str(caught.value)
+
+
+def test_questions_in_bfloat16_are_padded_to_a_few_lengths_with_the_same_vectors(
+    gemma: GemmaEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new input length keeps kernels in memory in bfloat16: questions are padded (masked)
+    to a multiple of QUERY_LENGTH_STEP tokens, which leaves their vectors as they were."""
+    import torch
+
+    features = {"input_ids": torch.ones((2, 13), dtype=torch.long), "attention_mask": torch.ones((2, 13))}
+    padded = embeddings_module._padded(features, 0, 8)
+    assert padded["input_ids"].shape == (2, 16) and padded["attention_mask"].shape == (2, 16)
+    assert padded["attention_mask"][:, 13:].sum() == 0 and padded["input_ids"][:, 13:].sum() == 0
+    assert torch.equal(padded["input_ids"][:, :13], features["input_ids"])
+    assert embeddings_module._padded(padded, 0, 8) is padded  # already a multiple: unchanged
+    questions = ["Où sont basés les agents ?", "Quelles limites pour les finances du scénario ENTPE ?"]
+    stepped = np.array([gemma.embed_query(q) for q in questions])
+    monkeypatch.setattr(embeddings_module, "QUERY_LENGTH_STEP", 1)
+    exact = np.array([gemma.embed_query(q) for q in questions])
+    assert float(np.min(np.sum(stepped * exact, axis=1))) > 0.999
 
 
 def test_gemma_ranks_each_paraphrase_above_the_unrelated_passage(gemma: GemmaEmbeddings) -> None:
