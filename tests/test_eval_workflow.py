@@ -172,8 +172,9 @@ def test_a_conversation_is_replayed_with_the_passages_the_assistant_cites(
     retriever: Any, settings: Settings
 ) -> None:
     """A set's conversation is text; the app's earlier turns also hold what their answers cited.
-    The evaluation answers the earlier questions again (verbatim answer only) to give each turn
-    those passages, once per shared opening, keyed alike for messages and exchanges."""
+    When retrieval reads them (``cited_weight``), the evaluation answers the earlier questions again
+    (verbatim answer only) to give each turn those passages, once per shared opening, keyed alike
+    for messages and exchanges; otherwise nothing is answered twice."""
     from assistant.answer.pipeline import AnswerPipeline
     from assistant.evaluation.replay import ConversationReplay, history_key
     from assistant.schema import Exchange
@@ -192,7 +193,10 @@ def test_a_conversation_is_replayed_with_the_passages_the_assistant_cites(
         {"role": "user", "content": first},
         {"role": "assistant", "content": "Le statut des personnels et le financement."},
     ]
-    replay = ConversationReplay(pipeline)
+    untouched = ConversationReplay(pipeline)  # retrieval ignores cited passages by default
+    assert not untouched.cite and [e.cited for e in untouched.exchanges(history) or []] == [[]]
+    assert calls == []  # so nothing is answered again
+    replay = ConversationReplay(pipeline, cite=True)
     exchanges = replay.exchanges(history)
     assert exchanges is not None and len(exchanges) == 1
     expected = [c.passage.chunk_id for c in pipeline.answer(first).citations]

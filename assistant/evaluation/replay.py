@@ -7,7 +7,9 @@ earlier question of a conversation is answered again by the pipeline — its ver
 never a model — and the passages that answer cites join the set's own answer text.
 
 Replays are computed before a question's clock starts (they are not part of its latency) and
-shared by the questions of a set that open with the same turns.
+shared by the questions of a set that open with the same turns. Only when retrieval reads those
+passages (``cited_weight`` above 0): otherwise the turns are taken as they are, nothing is
+answered twice.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from assistant.schema import Exchange, History, Passage, as_exchanges
 class ConversationReplay:
     """Earlier turns of conversations, answered again by ``pipeline`` for their citations."""
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, cite: bool | None = None) -> None:
         self.pipeline = pipeline
+        self.cite = pipeline.settings.cited_weight > 0 if cite is None else cite
         self._cited: dict[str, list[Passage]] = {}
 
     def exchanges(self, history: History | None) -> list[Exchange] | None:
@@ -30,6 +33,8 @@ class ConversationReplay:
         (asked with the turns before it); ``None`` for no history."""
         if not history:
             return None
+        if not self.cite:
+            return as_exchanges(history)
         replayed: list[Exchange] = []
         for exchange in as_exchanges(history):
             key = history_key(exchange.question, replayed)

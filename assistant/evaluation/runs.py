@@ -163,6 +163,7 @@ class _RecordingPipeline:
     def __init__(self, pipeline: Any) -> None:
         self.pipeline = pipeline
         self.corpus = pipeline.corpus
+        self.settings = pipeline.settings
         self.answers: dict[str, Any] = {}
 
     @staticmethod
