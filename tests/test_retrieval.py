@@ -239,6 +239,21 @@ def test_comparisons_bring_several_scenarios_to_the_top(retriever: Retriever, qu
     assert set(named) <= top
 
 
+def test_theme_similarities_read_only_the_scenarios_asked(retriever: Retriever) -> None:
+    """The comparison scores a theme against the compared scenarios' passages only: in a large
+    library it reads their vectors, not every document's."""
+    theme = ("gouvernance", "Que dit le dossier sur la gouvernance ?")
+    everything = retriever.similarities(*theme)
+    scoped = retriever.similarities(*theme, scenarios=["entpe"])
+    entpe = {r.chunk_id for r in retriever.records if r.metadata["scenario"] == "entpe"}
+    assert set(everything) == {r.chunk_id for r in retriever.records}
+    assert set(scoped) == entpe
+    for chunk_id in entpe:
+        assert scoped[chunk_id] == pytest.approx(everything[chunk_id], abs=1e-6)
+    best = max(everything, key=lambda c: everything[c])
+    assert "Gouvernance" in next(r.label for r in retriever.records if r.chunk_id == best)
+
+
 # ------------------------------------------------------------------ passages
 
 

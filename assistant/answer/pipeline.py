@@ -382,7 +382,11 @@ class AnswerPipeline:
             self.trusted,
             wanted,
             columns,
-            self.retriever.similarities(*theme_queries(topic)),
+            # Standardised over the compared scenarios' passages (the dossier), whatever columns
+            # were chosen: the same theme gets the same scores in a two- or three-column table.
+            self.retriever.similarities(
+                *theme_queries(topic), scenarios=sorted(domain.with_related(list(COMPARE_COLUMNS)))
+            ),
             self.stats,
             threshold=self.settings.compare_threshold,
         )

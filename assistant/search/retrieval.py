@@ -223,44 +223,30 @@ class Retriever:
         filters = {"scenarios": list(scenarios or []), "sections": list(sections or [])}
         return RetrievalResult(passages, intent, timings, filters, domain_similarity)
 
-    def similarities(self, *texts: str) -> dict[str, float]:
-        """Cosine between the query and every passage, by chunk id; a passage is as close as its
-        closest sentence. Several ``texts`` are phrasings of one query (the comparison's theme,
-        bare and as a question): the query is the mean of their vectors. Exhaustive (no top-k),
-        so that a caller filtering by scenario and section afterwards sees every passage of each
-        cell (the comparison table); empty without dense search."""
+    def similarities(self, *texts: str, scenarios: Sequence[str] | None = None) -> dict[str, float]:
+        """Cosine between the query and every passage of ``scenarios`` (all when ``None``), by
+        chunk id; a passage is as close as its closest sentence. Several ``texts`` are phrasings
+        of one query (the comparison's theme, bare and as a question): the query is the mean of
+        their vectors. Exhaustive within those scenarios (no top-k), so that a caller filtering
+        by section afterwards sees every passage of each cell (the comparison table); empty
+        without dense search. The vectors are each scenario's, read once (``_scenario_vectors``):
+        a comparison of the dossier's scenarios in a library of thousands of documents reads
+        theirs, not the whole library's."""
         if not self.settings.use_dense or not self.records or not texts:
             return {}
-        query = np.asarray(self.embed_queries(list(texts)), dtype=float).mean(axis=0)
+        query = np.asarray(self.embed_queries(list(texts)), dtype=np.float32).mean(axis=0)
         query /= max(float(np.linalg.norm(query)), 1e-12)
-        best: dict[str, float] = {}
-        for vectors, owners in self._vector_tables:
-            for owner, value in zip(owners, vectors @ query, strict=True):
-                best[owner] = max(best.get(owner, -1.0), float(value))
-        return {r.chunk_id: best.get(r.chunk_id, -1.0) for r in self.records}
-
-    @cached_property
-    def _vector_tables(self) -> list[tuple[np.ndarray, list[str]]]:
-        """The stored vectors (unit length) and the chunk each belongs to: the passages', then
-        their sentences' (when the index has them)."""
-        tables = []
-        stores = [(self.vectorstore, False), (self.sentence_store, True)]
-        for store, sentences in stores:
-            if store is None:
-                continue
-            stored = store.get(include=["embeddings", "metadatas"])
-            vectors = stored.get("embeddings")
-            if vectors is None or len(vectors) == 0:
-                continue
-            matrix = np.asarray(vectors, dtype=float)
-            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            owners = (
-                [str((m or {}).get("parent", "")) for m in stored["metadatas"]]
-                if sentences
-                else [str(i) for i in stored["ids"]]
-            )
-            tables.append((matrix, owners))
-        return tables
+        wanted = list(dict.fromkeys(self._scenario_of if scenarios is None else scenarios))
+        best: dict[int, float] = {}
+        for scenario in wanted:
+            for matrix, positions in self._scenario_vectors(str(scenario)):
+                for position, value in zip(positions, matrix @ query, strict=True):
+                    best[position] = max(best.get(position, -1.0), float(value))
+        return {
+            record.chunk_id: best.get(position, -1.0)
+            for position, record in enumerate(self.records)
+            if scenarios is None or record.metadata.get("scenario") in wanted
+        }
 
     # -- parts -------------------------------------------------------------------------------
     def queries(self, intent: QueryIntent) -> list[tuple[str, float]]:
