@@ -124,6 +124,20 @@ def test_fake_quote_is_removed_and_real_quote_kept_with_its_span() -> None:
     assert GEOGRAPHY.text[citation.span_start :].startswith(citation.span)
 
 
+def test_a_row_quoted_whole_is_cited_by_the_quote_not_by_its_subject() -> None:
+    """A report writer pastes the source's quote: for a row whose observation the answer quotes
+    across two sentences, that is the observation, word for word, not the row's subject."""
+    observation = (
+        "Résidence administrative à proximité d'Aix et Valenciennes ou Vaulx-en-Velin ? "
+        "Renouvellement des postes à Vaulx-en-Velin"
+    )
+    subject = "Géographie : capacité à accueillir des agents du CMA aujourd'hui basés à Aix et Valenciennes ?"
+    text = f"- {subject} — « {observation} » [1]"
+    (citation,) = verify(text, PASSAGES).citations
+    assert citation.span == observation
+    assert GEOGRAPHY.text[citation.span_start :].startswith(observation)
+
+
 def test_quote_found_only_in_the_corpus_cites_the_corpus_passage() -> None:
     result = verify(
         "La note prévoit : « Il pourrait se réunir de manière trimestrielle ».", PASSAGES, corpus=[COSA]

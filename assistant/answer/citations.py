@@ -391,10 +391,17 @@ def passage_sentences(text: str) -> list[str]:
 
 
 def best_span(passage: Passage, said: str, terms: set[str] | None = None) -> tuple[str, int]:
-    """The passage sentence that best matches ``said`` (quotes first) or the stemmed ``terms``,
-    and its offset in the passage text."""
-    sentences = passage_sentences(passage.text) or [passage.text]
+    """What of the passage ``said`` stands on, and its offset in the passage text: the longest
+    stretch ``said`` quotes that is in the passage word for word (a table row's observation,
+    quoted whole across its sentences, is cited as such, not by the row's subject); otherwise
+    the passage sentence that best matches its quotes or the stemmed ``terms``."""
     quotes = find_quotes(said)
+    pieces = [piece.strip() for q in quotes for piece in _ELLIPSIS.split(q)]
+    for piece in sorted((p for p in pieces if content_terms(p)), key=len, reverse=True):
+        start = passage.text.find(piece)
+        if start >= 0:
+            return piece, start
+    sentences = passage_sentences(passage.text) or [passage.text]
     wanted = (claim_terms(said) | content_terms(" ".join(quotes))) if terms is None else terms
 
     def score(sentence: str) -> tuple[int, int]:
