@@ -67,6 +67,7 @@ VARIANTS: dict[str, Callable[[], Any] | None] = {
     "sans pourcentage": _off("PERCENT_Q"),
     "sans horaire": _off("TIME_Q"),
     "sans « à combien s'élève »": _off("AMOUNT_ASK"),
+    "sans « de quoi » d'un montant (l'installation, le projet…)": _off("PRICED"),
     "sans démarche (« comment installer… »)": _off("HOWTO_Q"),
     "liste role vide": _emptied(answerability, "PERSON_Q", answerability.person_question("(?!x)x")),
     "liste count_kinds vide": _emptied(answerability, "COUNT_KINDS", []),
