@@ -165,6 +165,12 @@ def test_questions_of_those_forms_the_dossier_answers_are_answered(
     assert_verified(answer, pipeline)
 
 
+def test_a_refused_amount_names_what_was_to_be_priced(pipeline: AnswerPipeline) -> None:
+    answer = pipeline.answer("Combien coûterait l'installation des agents du CMA à Lyon ?")
+    assert answer.refused
+    assert "il ne donne aucun montant d'installation" in answer.text
+
+
 def test_a_refusal_says_what_the_dossier_covers_nearby(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer("Que conclut la synthèse de la fiche ENTPE ?")
     assert "À proximité, le dossier traite de" in answer.text

@@ -440,9 +440,9 @@ class Assessor:
             grains = [g for g in GRANULARITY if re.search(rf"\b{g}", part)]
             # Priced thing that is no kind of amount (« l'installation », « le projet »): an amount
             # in the passage must be said to be of it, not of something else of the same row.
-            priced = _priced(part)
+            priced, thing = _priced(part, original)
             if priced and any(priced & k for k in AMOUNT_KINDS):
-                priced = set()
+                priced, thing = set(), ""
             if not found(
                 lambda u: (
                     bool(MONEY.search(u))
@@ -451,7 +451,8 @@ class Assessor:
                     and (not priced or bool(priced & _money_terms(u)))
                 )
             ):
-                return "il ne donne aucun montant de ce type" + (
+                what = f"d'{thing}" if thing[:1].lower() in "aeiouyhéèêàâîôû" else f"de {thing}"
+                return f"il ne donne aucun montant {what if thing else 'de ce type'}" + (
                     f" pour {_shown(entities)}" if entities else ""
                 )
         # Dates, percentages and hours abound in the dossier: one must sit next to the question's
@@ -513,11 +514,16 @@ def _names_a_body(name: str) -> bool:
     return name.isupper() or bool(detect_scenarios(name))
 
 
-def _priced(part: str) -> set[str]:
-    """The stem of what an amount is asked of (see PRICED); empty when the question does not say."""
+def _priced(part: str, original: str) -> tuple[set[str], str]:
+    """What an amount is asked of (see PRICED): its stems, and the word as the question writes it
+    (``original``, the unfolded ``part``); nothing when the question does not say."""
     match = PRICED.search(part)
-    word = (match.group("noun") or match.group("subject")) if match else None
-    return set(analyze(word)) if word else set()
+    if match is None:
+        return set(), ""
+    group = "noun" if match.group("noun") else "subject"
+    word = match.group(group)
+    written = original[match.start(group) : match.end(group)] if len(original) == len(part) else word
+    return set(analyze(word)), written
 
 
 def _money_terms(unit: str) -> set[str]:
