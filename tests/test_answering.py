@@ -171,6 +171,14 @@ def test_a_refused_amount_names_what_was_to_be_priced(pipeline: AnswerPipeline) 
     assert "il ne donne aucun montant d'installation" in answer.text
 
 
+def test_a_refused_count_names_what_was_to_be_counted_as_the_question_writes_it(
+    pipeline: AnswerPipeline,
+) -> None:
+    answer = pipeline.answer("Combien d'étudiants compte l'ENTPE ?")
+    assert answer.refused
+    assert "il ne donne aucun nombre d'étudiants pour ENTPE" in answer.text
+
+
 def test_a_refusal_says_what_the_dossier_covers_nearby(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer("Que conclut la synthèse de la fiche ENTPE ?")
     assert "À proximité, le dossier traite de" in answer.text

@@ -415,7 +415,7 @@ class Assessor:
                 "les scénarios y sont à l'étude"
             )
         count = COUNT_Q.search(part)
-        noun = next(g for g in count.groups() if g) if count else None
+        noun = _as_written(count, count.lastindex or 0, part, original) if count else None
         kind: set[str] = set()
         if noun is None and COUNT_PRONOUN_Q.search(part):
             # « Des écoles, combien y en a-t-il ? »: what is counted is named by the question's
@@ -428,7 +428,7 @@ class Assessor:
                 (k for k in COUNT_KINDS if analyze(noun) and analyze(noun)[0] in k), set(analyze(noun))
             )
             if not found(lambda u: _counts(u, kind)):
-                return f"il ne donne aucun nombre de {noun}" + (
+                return f"il ne donne aucun nombre {_of(noun)}" + (
                     f" pour {_shown(entities)}" if entities else ""
                 )
         if (AMOUNT_Q.search(part) and AMOUNT_FORM.search(part)) or AMOUNT_ASK.search(part):
@@ -451,8 +451,7 @@ class Assessor:
                     and (not priced or bool(priced & _money_terms(u)))
                 )
             ):
-                what = f"d'{thing}" if thing[:1].lower() in "aeiouyhéèêàâîôû" else f"de {thing}"
-                return f"il ne donne aucun montant {what if thing else 'de ce type'}" + (
+                return f"il ne donne aucun montant {_of(thing) if thing else 'de ce type'}" + (
                     f" pour {_shown(entities)}" if entities else ""
                 )
         # Dates, percentages and hours abound in the dossier: one must sit next to the question's
@@ -521,9 +520,21 @@ def _priced(part: str, original: str) -> tuple[set[str], str]:
     if match is None:
         return set(), ""
     group = "noun" if match.group("noun") else "subject"
-    word = match.group(group)
-    written = original[match.start(group) : match.end(group)] if len(original) == len(part) else word
-    return set(analyze(word)), written
+    return set(analyze(match.group(group))), _as_written(match, group, part, original)
+
+
+def _as_written(match: re.Match[str], group: int | str, part: str, original: str) -> str:
+    """``group`` of a match on the folded ``part``, as the question writes it (``original``:
+    folding keeps the length of French text), so that a message shows « étudiants », not
+    « etudiants »."""
+    if len(original) != len(part):
+        return match.group(group)
+    return original[match.start(group) : match.end(group)]
+
+
+def _of(word: str) -> str:
+    """« de projet », « d'installation », « d'étudiants »: French elision before a vowel or an h."""
+    return f"d'{word}" if fold(word[:1]) in "aeiouyh" else f"de {word}"
 
 
 def _money_terms(unit: str) -> set[str]:
