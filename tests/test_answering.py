@@ -21,8 +21,9 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from assistant import domain
 from assistant.answer.citations import find_quotes, quote_is_verbatim
-from assistant.answer.extractive import LISTING_LEAD, NOT_COVERED, VERBATIM_LEAD
+from assistant.answer.extractive import LISTING_LEAD, NOT_COVERED, RANKING_NOTE, VERBATIM_LEAD
 from assistant.answer.pipeline import (
     AnswerEvent,
     AnswerPipeline,
@@ -98,6 +99,31 @@ def test_extractive_answers_are_quoted_cited_and_verified(
 def test_a_comparison_question_cites_each_scenario_that_speaks_of_it(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer("Compare la gouvernance dans les scénarios CMVRH et UGE.")
     assert {c.passage.scenario for c in answer.citations} >= {"cmvrh", "uge"}
+
+
+def test_a_comparison_cites_each_scenarios_row_on_its_topic_that_retrieval_alone_missed(
+    pipeline: AnswerPipeline,
+) -> None:
+    # « du CMA » pulls retrieval towards the passages about the CMA; the comparison table scores
+    # every row of every scenario, and the rows « Préservation autonomie… » are its cells.
+    answer = pipeline.answer("Lequel des scénarios protège le mieux l'autonomie du CMA ?")
+    assert not answer.refused
+    rows = {c.passage.scenario for c in answer.citations if c.passage.subject.startswith("Préservation")}
+    assert rows == {"entpe", "uge"}
+    assert_verified(answer, pipeline)
+
+
+def test_asking_which_scenario_is_best_gets_each_scenarios_lines_and_no_ranking(
+    settings: Settings, retriever: Retriever
+) -> None:
+    model = FakeListChatModel(responses=["Le scénario ENTPE est le meilleur [1]."])
+    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
+    answer = pipeline.answer("Quel scénario est le plus favorable aux rencontres de la eformation ?")
+    assert answer.gap == RANKING_NOTE and answer.text.endswith(RANKING_NOTE)
+    assert not answer.synthesis and "meilleur" not in answer.text
+    assert len({domain.speaks_for(c.passage.scenario) for c in answer.citations}) >= 2
+    # Without a superlative, a comparison has no such note.
+    assert not pipeline.answer("Quels scénarios reprennent les rencontres de la eformation ?").gap
 
 
 def test_the_decree_dates_are_reported_with_both_sources(pipeline: AnswerPipeline) -> None:

@@ -229,6 +229,22 @@ COMPARISONS = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("question", "compare"),
+    [
+        ("Lequel des scénarios protège le mieux la visibilité du CMA ?", True),
+        ("Quels scénarios reprennent le site internet du CMA ?", True),
+        ("Dans quelle hypothèse les agents restent-ils à Aix ?", True),
+        ("Quel rattachement pour l'équipe de Valenciennes ?", True),
+        # One scenario named: « quelles options » are that scenario's, not a comparison.
+        ("Quelles options la fiche ENTPE laisse-t-elle ouvertes ?", False),
+        ("Quelle est la mission du CMA ?", False),
+    ],
+)
+def test_asking_which_scenario_is_asking_about_each(question: str, compare: bool) -> None:
+    assert understand(question).compare is compare
+
+
 @pytest.mark.parametrize("question", COMPARISONS)
 def test_comparisons_bring_several_scenarios_to_the_top(retriever: Retriever, question: str) -> None:
     result = retriever.search(question)

@@ -29,6 +29,14 @@ VERBATIM_LEAD = "Ce que dit le dossier, mot pour mot (extraits les plus proches 
 # with the section itself, whole and in order.
 LISTING_LEAD = "Ce que le dossier en dit, en entier et dans son ordre (extraits mot pour mot) :"
 NOT_COVERED = "non traité dans le dossier"
+# A comparison that asks which scenario is best (« Lequel garantit le mieux… », « le plus
+# favorable », « préférable », « à privilégier »: French superlatives and verbs of preference, on
+# folded text) gets the lines of each scenario and this note: ranking is the reader's call.
+RANKING = re.compile(r"\b(?:le|la|les) (?:plus|moins|mieux)\b|\bmeilleure?s?\b|\bpreferable|\bprivilegi")
+RANKING_NOTE = (
+    "L'assistant ne classe pas les scénarios : il cite ce que le dossier dit de chacun, "
+    "la comparaison revient au lecteur."
+)
 # Words of the request itself (« cite textuellement… », « que dit la fiche… »), not of its topic.
 REQUEST_TERMS = content_terms(domain.words("request_terms")) | META_TERMS
 # Long passages are quoted by their most relevant sentences, up to this many characters: about

@@ -37,6 +37,8 @@ from assistant.answer.context import MAX_VARIANTS, POSITIONAL, ContextBuilder
 from assistant.answer.errors import QuestionError
 from assistant.answer.extractive import (
     LISTING_LEAD,
+    RANKING,
+    RANKING_NOTE,
     VERBATIM_LEAD,
     CorpusStats,
     extractive_answer,
@@ -48,11 +50,11 @@ from assistant.answer.llm import backend_for
 from assistant.answer.model_queue import BUSY_NOTE, BUSY_WAIT_NOTE, ModelQueue, Ticket
 from assistant.answer.quotes import QuoteResult, quote_results
 from assistant.answer.synthesis import SYNTHESIS_LEAD, Synthesis, Synthesiser
-from assistant.schema import Answer, History, Passage, as_exchanges
+from assistant.schema import Answer, Citation, History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, topic_text, understand
 from assistant.search.retrieval import RetrievalResult
 from assistant.settings import Settings
-from assistant.text import content_terms
+from assistant.text import content_terms, fold
 
 # Passages retrieved for a question (the context builder keeps at most MAX_PASSAGES of them).
 RETRIEVE_K = 10
@@ -115,6 +117,9 @@ class AnswerPlan:
     use_model: bool  # a synthesis of the quoted lines follows them
     filters: dict[str, list[str]]
     instructions_ignored: bool = False
+    # A comparison asking which scenario is best (``RANKING``): answered with each scenario's
+    # lines and RANKING_NOTE, never with a model's synthesis, which would have to rank.
+    ranking: bool = False
 
 
 class AnswerPipeline:
@@ -224,14 +229,17 @@ class AnswerPipeline:
             question, intent, passages, wanted, history, domain_similarity=found.domain_similarity
         )
         table = None if verdict.refused else self.context.listing_table(intent, passages, wanted)
+        cells: list[Passage] = []
         if verdict.refused:
             mode = Mode.REFUSAL
         elif table:
             mode = Mode.LISTING
         elif intent.compare or spans_documents(intent.standalone):
             mode = Mode.COMPARISON
+            cells = self.table_passages(intent)
         else:
             mode = Mode.QUESTION
+        ranking = mode is Mode.COMPARISON and bool(RANKING.search(fold(intent.standalone)))
         return AnswerPlan(
             question=question,
             intent=intent,
@@ -239,7 +247,7 @@ class AnswerPipeline:
             verdict=verdict,
             mode=mode,
             passages=passages,
-            context=table or self.context.choose(intent, passages, wanted, verdict),
+            context=table or self.context.choose(intent, passages, wanted, verdict, cells),
             # A listing is the dossier's table, whole and in order: a synthesis of twenty rows by
             # the small local model shortened or reworded them (fact coverage 0.22 against 1.00
             # for the table, development set). A request for quotes (« Cite textuellement… »)
@@ -248,10 +256,27 @@ class AnswerPipeline:
             # 1.00 with and without it) and cost ~6 s. A refusal never reaches the model.
             use_model=self.model is not None
             and mode in (Mode.QUESTION, Mode.COMPARISON)
-            and not intent.verbatim,
+            and not intent.verbatim
+            and not ranking,
             filters=found.filters,
             instructions_ignored=len(passages) < len(found.passages),
+            ranking=ranking,
         )
+
+    def table_passages(self, intent: QueryIntent) -> list[Passage]:
+        """A comparison question's best passage in each column of its comparison table (the
+        table ``compare`` builds for the question read as a theme), best first: each scenario's
+        passages are all scored against the theme, where retrieval's top passages may hold none
+        of a scenario's rows (« l'autonomie du CMA » finds the passages about the CMA)."""
+        named = [s for s in intent.scenarios if s in COMPARE_COLUMNS]
+        comparison = self.compare(intent.standalone, named if len(named) >= 2 else None)
+        best: dict[str, Citation] = {}
+        for (column, _), citations in comparison.cells.items():
+            for citation in citations:
+                if column not in best or citation.passage.score > best[column].passage.score:
+                    best[column] = citation
+        chosen = sorted(best.values(), key=lambda c: -c.passage.score)
+        return [c.passage for c in chosen]
 
     def start(self, plan: AnswerPlan) -> Answer:
         answer = Answer(
@@ -293,6 +318,8 @@ class AnswerPipeline:
         if plan.verdict.partial:
             answer.gap = plan.verdict.message()
             answer.flags.append("partial")
+        elif plan.ranking:
+            answer.gap = RANKING_NOTE
         answer.citations = verification.citations
         answer.passages = verification.passages
         answer.removed += verification.removed

@@ -32,7 +32,16 @@ SECTION_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 COMPARE_PATTERN = re.compile(
     r"compar|\bchaque scenario|\btous les scenarios|\bles trois\b|\bles 3\b|difference|\bversus\b|\bvs\b|"
-    r"\bselon les scenarios|\bd.un scenario a l.autre|\bentre les scenarios|\bquel scenario\b"
+    r"\bselon les scenarios|\bd.un scenario a l.autre|\bentre les scenarios"
+)
+# « Quel scénario… », « Quels scénarios… », « Lequel des rattachements… », « Dans quelles
+# hypothèses… »: asking which of the scenarios is asking about each of them. The nouns are the
+# dossier's words for a scenario (``section_request_terms`` in data/lexicon.toml says where they
+# come from). Read only when the question names no single scenario: « quelles options la fiche
+# ENTPE envisage-t-elle » is about the ENTPE.
+WHICH_SCENARIO = re.compile(
+    r"\b(?:les|le|la)?quel(?:le)?s? (?:des |de ces )?(?:(?:deux|trois|[23]) )?"
+    r"(?:scenarios?|rattachements?|options?|hypotheses?)\b"
 )
 # A request for the dossier's own words (« Cite textuellement… », « mot pour mot »): general
 # French for quoting, on folded text.
@@ -244,7 +253,8 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         sections=sections,
         # The UGE's note speaks for the UGE: « la note de l'université » is not a comparison.
         compare=bool(COMPARE_PATTERN.search(folded))
-        or len({domain.speaks_for(code) for code in scenarios}) >= 2,
+        or len({domain.speaks_for(code) for code in scenarios}) >= 2
+        or bool(WHICH_SCENARIO.search(folded) and not scenarios),
         listing=bool(sections) and not topic_text(question, sections),
         verbatim=bool(VERBATIM_PATTERN.search(folded)),
     )
