@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
+from assistant.search import index_build
 from assistant.search.embeddings import (
     ProgressEmbeddings,
     UseEmbeddings,
@@ -92,7 +93,21 @@ def test_each_distinct_text_is_embedded_once_and_kept_as_float32() -> None:
     assert cache._vectors[content_hash("x")].dtype == np.float32 and cache.get("x") == [0.5, 0.25]
 
 
-def test_identical_rows_in_two_files_are_embedded_once_by_the_index(tmp_path: Path) -> None:
+def test_a_bounded_cache_keeps_the_most_recently_used_vectors() -> None:
+    cache = VectorCache(limit=2)
+    cache.add("a", [1.0])
+    cache.add("b", [2.0])
+    assert cache.get("a") == [1.0]  # « a » used again: « b » is now the oldest
+    cache.add("c", [3.0])
+    assert len(cache) == 2 and "a" in cache and "c" in cache and "b" not in cache
+
+
+@pytest.mark.parametrize("cache_vectors", [index_build.CACHE_VECTORS, 1])
+def test_identical_rows_in_two_files_are_embedded_once_by_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_vectors: int
+) -> None:
+    # With a cache of one vector, a text met again is read back from the index, not re-embedded.
+    monkeypatch.setattr(index_build, "CACHE_VECTORS", cache_vectors)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     sheet = (

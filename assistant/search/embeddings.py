@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -300,14 +301,17 @@ def content_hash(text: str) -> str:
 
 
 class VectorCache:
-    """Vectors by content hash, stored as float32 arrays.
+    """Vectors by content hash, stored as float32 arrays; with a ``limit``, the most recently
+    used ones only (the others are dropped first).
 
     A vector kept as a list of Python floats costs ~32 bytes a dimension (one object each);
     as float32, 4. With 420,000 texts of 512 dimensions (a library 1,000 times the dossier),
-    that is 6.9 GB against 0.9 GB."""
+    that is 6.9 GB against 0.9 GB — and with a limit, a build keeps a bounded number of them:
+    the others are read back from the index when met again (``StoredVectors``)."""
 
-    def __init__(self) -> None:
-        self._vectors: dict[str, np.ndarray] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.limit = limit
 
     def __contains__(self, text: str) -> bool:
         return content_hash(text) in self._vectors
@@ -316,10 +320,55 @@ class VectorCache:
         return len(self._vectors)
 
     def add(self, text: str, vector: Sequence[float] | np.ndarray) -> None:
-        self._vectors[content_hash(text)] = np.asarray(vector, dtype=np.float32)
+        key = content_hash(text)
+        self._vectors[key] = np.asarray(vector, dtype=np.float32)
+        self._vectors.move_to_end(key)
+        if self.limit is not None:
+            while len(self._vectors) > self.limit:
+                self._vectors.popitem(last=False)
 
     def get(self, text: str) -> list[float]:
-        return self._vectors[content_hash(text)].tolist()
+        key = content_hash(text)
+        self._vectors.move_to_end(key)
+        return self._vectors[key].tolist()
+
+
+class StoredVectors:
+    """Where an already computed vector lies in the index: content hash → (collection, id).
+
+    A build registers every text of the previous generation it may reuse (documents only,
+    read a page at a time) and every text it writes; a vector is then read from Chroma, by id,
+    when a batch needs it, instead of the whole previous generation's vectors being held in
+    memory (1 GB at 1,000 times the dossier). A hash and an id cost ~150 bytes; a vector of
+    768 float32, 3 kB."""
+
+    def __init__(self, read: Callable[[str, list[str]], list[Sequence[float]]]) -> None:
+        self._read = read  # (collection, ids) → their vectors, in that order
+        self._where: dict[str, tuple[str, str]] = {}
+
+    def __contains__(self, text: str) -> bool:
+        return content_hash(text) in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def register(self, collection: str, ids: Sequence[str], texts: Sequence[str]) -> None:
+        for chunk_id, text in zip(ids, texts, strict=True):
+            self._where.setdefault(content_hash(text), (collection, chunk_id))
+
+    def fetch(self, texts: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of those ``texts`` that have one, read in one call per collection."""
+        wanted: dict[str, dict[str, str]] = {}
+        for text in dict.fromkeys(texts):
+            place = self._where.get(content_hash(text))
+            if place is not None:
+                wanted.setdefault(place[0], {})[place[1]] = text
+        found: dict[str, list[float]] = {}
+        for collection, by_id in wanted.items():
+            ids = list(by_id)
+            for chunk_id, vector in zip(ids, self._read(collection, ids), strict=True):
+                found[by_id[chunk_id]] = list(vector)
+        return found
 
 
 class ProgressEmbeddings(Embeddings):
@@ -336,24 +385,34 @@ class ProgressEmbeddings(Embeddings):
         base: Embeddings,
         known: VectorCache | None = None,
         progress: ProgressCallback | None = None,
+        stored: StoredVectors | None = None,
     ) -> None:
         self.base = base
         self.known = known if known is not None else VectorCache()
         self.progress = progress
+        self.stored = stored
         self.embedded = 0
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.known]
+        # This call's vectors are kept here: the cache may drop one while the batch is filled.
+        found = {t: self.known.get(t) for t in dict.fromkeys(texts) if t in self.known}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if self.stored is not None and missing:
+            for text, vector in self.stored.fetch(missing).items():
+                self.known.add(text, vector)
+                found[text] = vector
+            missing = [t for t in missing if t not in found]
         batch_size = getattr(self.base, "batch_size", 8)
         for start in range(0, len(missing), batch_size):
             batch = missing[start : start + batch_size]
             embed_batch = getattr(self.base, "embed_batch", self.base.embed_documents)
             for text, vector in zip(batch, embed_batch(batch), strict=True):
                 self.known.add(text, vector)
+                found[text] = list(vector)
             self.embedded += len(batch)
             if self.progress:
                 self.progress(len(batch))
-        return [self.known.get(t) for t in texts]
+        return [found[t] for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
         return self.base.embed_query(text)

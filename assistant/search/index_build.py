@@ -4,7 +4,9 @@ Every build writes a complete new *generation* (a new pair of collections: passa
 sentences) and only then switches the manifest to it, so a crash, a full disk or a killed
 process mid-build never leaves a half-written index in use; the half-written generation is
 dropped at once when possible, the old one after the switch. Vectors of unchanged files are
-copied from the current generation, so changing one file re-embeds only that file.
+copied from the current generation, so changing one file re-embeds only that file. They are read
+back from Chroma by id, a batch at a time, when the batch is written (``StoredVectors``): the
+build holds the previous generation's texts, not its vectors, and at most CACHE_VECTORS vectors.
 
 A damaged store (see ``store.py``) is set aside and rebuilt in full before anything else.
 Passage ids are unique by construction (the document id is the exact file name); should two
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.ingest.errors import IngestError, file_sha256
 from assistant.schema import Chunk
-from assistant.search.embeddings import ProgressEmbeddings, VectorCache
+from assistant.search.embeddings import ProgressEmbeddings, StoredVectors, VectorCache
 from assistant.search.prepare import PreparedDocument, chunk_metadata, load_chunks, sentence_rows
 from assistant.search.store import IndexWriteFailed, describe_write_failure
 
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
 # (done, total, message) — the CLI draws a tqdm bar with it, the app a gr.Progress.
 Progress = Callable[[int, int, str], None]
 BATCH = 64
+# Texts whose documents (not vectors) are read from the previous generation at once.
+READ_PAGE = 2000
+# Vectors a build keeps in memory (float32; 768 dimensions: 3 kB each, 60 MB in all); past them
+# the least recently used is dropped and read back from the index when met again.
+CACHE_VECTORS = 20_000
 
 
 @dataclass
@@ -117,7 +124,9 @@ def build(
 
         plan: list[tuple[str, str, list[Chunk] | None]] = []  # (name, sha, new chunks)
         refused: dict[str, Any] = {}
-        known = VectorCache()  # vectors by content hash: each distinct text is embedded once
+        # Vectors by content hash, the most recent CACHE_VECTORS of them: each distinct text is
+        # embedded once, the others are read back from the index (``StoredVectors``).
+        known = VectorCache(limit=CACHE_VECTORS)
         for path in corpus_files(index.settings.corpus_dir):
             sha = file_sha256(path)
             previous = old_files.get(path.name)
@@ -128,6 +137,7 @@ def build(
             try:
                 if prepared is not None and (prepared.name, prepared.sha256) == (path.name, sha):
                     chunks = prepared.chunks
+                    known.limit = CACHE_VECTORS + len(prepared.vectors)  # none of them is dropped
                     for text, vector in prepared.vectors.items():
                         known.add(text, vector)
                 else:
@@ -147,21 +157,29 @@ def build(
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
         owner: dict[str, str] = {}  # passage id → file, to name both files of a repeated id
+        # The previous generation's vectors stay where they are: their texts are registered
+        # (documents only, a page at a time) and each vector is read back when a batch needs it.
+        readers: dict[str, Any] = {}
+
+        def read(collection: str, wanted: list[str]) -> list[Any]:
+            if collection not in readers:
+                readers[collection] = index.store(collection)
+            return _vectors(readers[collection], wanted)
+
+        stored = StoredVectors(read)
         kept_ids = [cid for name, _, c in plan if c is None for cid in old_files[name]["chunk_ids"]]
         if old_collection and kept_ids:
             for name, _, c in plan:
                 if c is None:
                     owner |= dict.fromkeys(old_files[name]["chunk_ids"], name)
-            stored = index.store(old_collection).get(
-                ids=kept_ids, include=["embeddings", "documents", "metadatas"]
-            )
-            for cid, doc, meta, vector in zip(
-                stored["ids"], stored["documents"], stored["metadatas"], stored["embeddings"], strict=True
-            ):
-                known.add(doc, vector)
-                ids.append(cid)
-                texts.append(doc)
-                metadatas.append(meta)
+            for start in range(0, len(kept_ids), READ_PAGE):
+                page = index.store(old_collection).get(
+                    ids=kept_ids[start : start + READ_PAGE], include=["documents", "metadatas"]
+                )
+                stored.register(old_collection, page["ids"], page["documents"])
+                ids += page["ids"]
+                texts += page["documents"]
+                metadatas += page["metadatas"]
 
         files_entry: dict[str, Any] = {}
         for name, sha, new_chunks in plan:
@@ -182,16 +200,23 @@ def build(
                 "indexed_at": now(),
             }
 
-        report.embedded_chunks = sum(1 for t in texts if t not in known)
         old_sentences = manifest.get("sentences", "") if reuse else ""
         if old_sentences:
-            stored = index.store(old_sentences).get(include=["embeddings", "documents"])
-            for doc, vector in zip(stored["documents"], stored["embeddings"], strict=True):
-                known.add(doc, vector)
+            sentences = index.store(old_sentences)
+            for offset in range(0, int(manifest.get("sentence_count") or 0) + READ_PAGE, READ_PAGE):
+                page = sentences.get(include=["documents"], limit=READ_PAGE, offset=offset)
+                if not page["ids"]:
+                    break
+                stored.register(old_sentences, page["ids"], page["documents"])
+
+        def computed(text: str) -> bool:
+            return text in known or text in stored
+
+        report.embedded_chunks = sum(1 for t in texts if not computed(t))
         unit_ids, unit_texts, unit_metas = sentence_rows(ids, metadatas)
 
-        to_embed = len({t for t in texts + unit_texts if t not in known})
-        report.embedded_sentences = sum(1 for t in unit_texts if t not in known)
+        to_embed = len({t for t in texts + unit_texts if not computed(t)})
+        report.embedded_sentences = sum(1 for t in unit_texts if not computed(t))
         done = 0
 
         def advance(count: int) -> None:
@@ -202,20 +227,23 @@ def build(
 
         if progress:
             progress(0, to_embed, "Calcul des embeddings")
-        wrapper = ProgressEmbeddings(index.embeddings, known, advance)
+        wrapper = ProgressEmbeddings(index.embeddings, known, advance, stored)
         stamp = f"{time.strftime('%Y%m%d%H%M%S')}_{time.time_ns() % 10**6:06d}"
         collection = f"{index.settings.collection}_g{stamp}"
         try:
-            for target, all_ids, all_texts, all_metas in (
-                (index.store(collection, wrapper, create=True), ids, texts, metadatas),
-                (index.store(f"{collection}_s", wrapper, create=True), unit_ids, unit_texts, unit_metas),
+            for name, all_ids, all_texts, all_metas in (
+                (collection, ids, texts, metadatas),
+                (f"{collection}_s", unit_ids, unit_texts, unit_metas),
             ):
+                target = index.store(name, wrapper, create=True)
                 for start in range(0, len(all_ids), BATCH):
                     target.add_texts(
                         texts=all_texts[start : start + BATCH],
                         metadatas=all_metas[start : start + BATCH],
                         ids=all_ids[start : start + BATCH],
                     )
+                    # A text met again after its vector left the cache is read back from here.
+                    stored.register(name, all_ids[start : start + BATCH], all_texts[start : start + BATCH])
             index.write_manifest(
                 config
                 | {
@@ -243,6 +271,13 @@ def build(
         index.drop_other_generations(keep=collection, previous=str(manifest.get("collection", "")))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _vectors(store: Any, ids: list[str]) -> list[Any]:
+    """The stored vectors of ``ids`` in ``store`` (a collection), in the order of ``ids``."""
+    found = store.get(ids=ids, include=["embeddings"])
+    by_id = dict(zip(found["ids"], found["embeddings"], strict=True))
+    return [by_id[i] for i in ids]
 
 
 def _unique(chunks: list[Chunk], name: str, owner: dict[str, str], report: IndexReport) -> list[Chunk]:
