@@ -126,6 +126,22 @@ def test_asking_which_scenario_is_best_gets_each_scenarios_lines_and_no_ranking(
     assert not pipeline.answer("Quels scénarios reprennent les rencontres de la eformation ?").gap
 
 
+def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passages(
+    pipeline: AnswerPipeline,
+) -> None:
+    # The note's list of the CMA's missions is cut in two by the chunker; « Lesquelles ? » asks
+    # for all of it, not for the sentences closest to its (absent) words.
+    history = [
+        {"role": "user", "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?"},
+        {"role": "assistant", "content": "Ses missions, qu'elle énumère."},
+    ]
+    answer = pipeline.answer("Lesquelles ?", history=history)
+    assert not answer.refused
+    assert "Le référencement et le catalogage" in answer.text
+    assert "L'animation de la communauté de la formation à distance" in answer.text
+    assert_verified(answer, pipeline)
+
+
 def test_the_decree_dates_are_reported_with_both_sources(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer(
         "De quand date l'arrêté qui a inscrit la mission d'appui dans l'organisation de l'ENTE ?"

@@ -177,6 +177,28 @@ def test_a_question_in_a_conversation_is_also_searched_with_it(retriever: Retrie
     assert not any("Villeneuve d'Ascq" in p.text for p in alone.passages[:5])
 
 
+def test_a_follow_up_that_only_takes_up_the_answers_words_asks_for_its_detail() -> None:
+    history = [
+        {"role": "user", "content": "Sur quoi la fiche ENTPE attend-elle le CMA ?"},
+        {"role": "assistant", "content": "Sur plusieurs chantiers de formation à distance."},
+    ]
+    assert understand("Lesquels ?", history).asks_detail
+    assert understand("Quels chantiers ?", history).asks_detail  # « chantiers »: the answer's word
+    assert not understand("Quels partenaires ?", history).asks_detail  # a word of its own
+
+
+def test_asking_for_the_detail_brings_the_rest_of_a_cut_list_after_its_start(retriever: Retriever) -> None:
+    history = [
+        {"role": "user", "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?"},
+        {"role": "assistant", "content": "Ses missions, qu'elle énumère."},
+    ]
+    first, second = retriever.search("Lesquelles ?", history).passages[:2]
+    assert first.text.rstrip().splitlines()[-1].startswith("- ")  # the list is cut after it
+    assert second.metadata["section"] == first.metadata["section"]
+    assert second.metadata["position"] == first.metadata["position"] + 1
+    assert second.text.startswith("- ")
+
+
 def test_a_follow_up_keeps_its_own_topic_when_it_changes_scenario() -> None:
     history = _history("Que dit la fiche ENTPE sur l'expertise RH (salaires, primes) ?")
     intent = understand("Et la note de l'université, sur la gestion des personnels ?", history)

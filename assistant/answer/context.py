@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cached_property
 
 from assistant import domain
 from assistant.answer import answerability
@@ -30,6 +31,7 @@ from assistant.answer.extractive import (
 from assistant.answer.inconsistencies import Variant, VariantIndex
 from assistant.schema import Passage
 from assistant.search.query import QueryIntent
+from assistant.search.retrieval import MAX_CONTINUATIONS, list_continuations
 from assistant.text import content_terms
 
 # Passages retrieved, and at most how many an answer may stand on (a listing, a comparison).
@@ -85,7 +87,30 @@ class ContextBuilder:
                 intent.sections if listing else (),
                 intent.scenarios,
             )
+        if intent.asks_detail:
+            chosen = self._with_continuations(chosen)
         return self._with_variants(chosen, wanted)
+
+    def _with_continuations(self, chosen: list[Passage]) -> list[Passage]:
+        """Each chosen paragraph followed by the next passages of its section while they carry on
+        its list (they start with a list item): a list cut in two by the chunker is read whole
+        when a follow-up asks for its detail (« Lesquels précisément ? »)."""
+        result: list[Passage] = []
+        for passage in chosen:
+            result.append(passage)
+            current: Passage | None = passage
+            for _ in range(MAX_CONTINUATIONS):
+                current = self._continuation.get(current.chunk_id) if current else None
+                if current is None or current in result or current in chosen:
+                    break
+                result.append(current)
+        return result
+
+    @cached_property
+    def _continuation(self) -> dict[str, Passage]:
+        """Passage id → the next passage of its section when that one carries on its list."""
+        by_id = {p.chunk_id: p for p in self.trusted}
+        return {a: by_id[b] for a, b in list_continuations(self.trusted).items()}
 
     def _with_variants(self, chosen: list[Passage], wanted: set[str]) -> list[Passage]:
         """``chosen`` plus the other source of each inconsistency it holds (at most MAX_VARIANTS)."""

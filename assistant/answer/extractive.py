@@ -43,6 +43,10 @@ REQUEST_TERMS = content_terms(domain.words("request_terms")) | META_TERMS
 # 100 tokens, which keeps an LLM prompt of five passages within the time budget (MODELS.md:
 # 2.6 s per 100 prompt tokens on two cores).
 EXCERPT_CHARS = 420
+# A follow-up that asks for the detail of what was just said (« Lesquelles précisément ? »,
+# ``QueryIntent.asks_detail``) gets its passages whole, up to this size: its own words say
+# nothing of which sentences matter, and what it asks for is usually the passage's list.
+DETAIL_CHARS = 1200
 # A passage joins the answer when its score is at least this share of the best one: below it,
 # the measured passages were mostly about something else (development set, by kind).
 KEEP_RATIO = 0.75
@@ -258,16 +262,18 @@ def excerpt(passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS) 
     return " […] ".join(excerpt_pieces(passage, wanted, max_chars))
 
 
-def render_item(passage: Passage, wanted: set[str], which: str | None = None) -> str:
+def render_item(
+    passage: Passage, wanted: set[str], which: str | None = None, max_chars: int = EXCERPT_CHARS
+) -> str:
     """One bullet of the extractive answer: the row's subject and the quoted observations, or the
-    quoted relevant sentences of the paragraph (each quote verbatim on its own); ``which``
-    (« premi » / « derni ») asks for the first or the last sentence only."""
+    quoted relevant sentences of the paragraph, up to ``max_chars`` (each quote verbatim on its
+    own); ``which`` (« premi » / « derni ») asks for the first or the last sentence only."""
     if which:
         sentences = [x for x in passage_sentences(passage.text) if content_terms(x)] or [passage.text]
         return f"« {sentences[0] if which.startswith('premi') else sentences[-1]} »"
     if passage.subject and passage.observations:
         return f"{passage.subject.strip()} — « {passage.observations.strip()} »"
-    return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted))
+    return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted, max_chars))
 
 
 def group_title(passage: Passage) -> str:
@@ -287,11 +293,18 @@ def short_title(passage: Passage) -> str:
 
 
 def extractive_answer(
-    passages: Sequence[Passage], wanted: set[str], variants: Sequence[Variant] = (), which: str | None = None
+    passages: Sequence[Passage],
+    wanted: set[str],
+    variants: Sequence[Variant] = (),
+    which: str | None = None,
+    max_chars: int = EXCERPT_CHARS,
 ) -> str:
-    """The no-LLM answer body: passages grouped by document and section, quoted, marked [n]
-    (n = position in ``passages``); then the dossier's inconsistencies, both sources quoted."""
-    items = [(p, f"{render_item(p, wanted, which)} [{i}]") for i, p in enumerate(passages, start=1)]
+    """The no-LLM answer body: passages grouped by document and section, quoted (each paragraph
+    up to ``max_chars``), marked [n] (n = position in ``passages``); then the dossier's
+    inconsistencies, both sources quoted."""
+    items = [
+        (p, f"{render_item(p, wanted, which, max_chars)} [{i}]") for i, p in enumerate(passages, start=1)
+    ]
     lines = [grouped(items), "", *variant_lines(passages, variants)]
     return "\n".join(lines).strip()
 

@@ -36,6 +36,8 @@ from assistant.answer.comparison import COMPARE_COLUMNS, Comparison, build_compa
 from assistant.answer.context import MAX_VARIANTS, POSITIONAL, ContextBuilder
 from assistant.answer.errors import QuestionError
 from assistant.answer.extractive import (
+    DETAIL_CHARS,
+    EXCERPT_CHARS,
     LISTING_LEAD,
     RANKING,
     RANKING_NOTE,
@@ -313,7 +315,8 @@ class AnswerPipeline:
         position = POSITIONAL.search(plan.question)
         which = position.group(1).lower()[:5] if position else None
         variants = self.context.variants(plan.context, plan.wanted)
-        text = extractive_answer(plan.context, plan.wanted, variants, which)
+        size = DETAIL_CHARS if plan.intent.asks_detail else EXCERPT_CHARS
+        text = extractive_answer(plan.context, plan.wanted, variants, which, size)
         answer.lead = LISTING_LEAD if plan.mode is Mode.LISTING else VERBATIM_LEAD
         if plan.mode is Mode.LISTING:
             answer.flags.append("verbatim_listing")

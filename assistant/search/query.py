@@ -271,7 +271,12 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         return intent
     before = understand(previous, None)
     intent.follow_up = True
-    intent.asks_detail = not scenarios and not sections and not own_topic(question, [])
+    # Nothing of its own, or only words the previous answer used (« Quels sujets ? » after an
+    # answer on « une série de sujets »): the follow-up asks for the detail of that answer.
+    own = content_terms(own_topic(question, []))
+    intent.asks_detail = (
+        not scenarios and not sections and (not own or own <= content_terms(intent.previous_answer))
+    )
     if not scenarios and before.scenarios:
         intent.scenarios = list(before.scenarios)
         intent.inherited["scenarios"] = list(before.scenarios)

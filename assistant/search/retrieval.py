@@ -12,6 +12,8 @@ because no such model ships in a registry package here.
 from __future__ import annotations
 
 import functools
+import itertools
+import re
 import time
 import tomllib
 from collections.abc import Sequence
@@ -44,6 +46,27 @@ def _with_related(scenarios: Sequence[str]) -> list[str]:
     """The scenarios and those read with them (the note with the UGE scenario)."""
     related = [r for s in scenarios for r in RELATED_SCENARIOS.get(s, {})]
     return list(dict.fromkeys([*scenarios, *related]))
+
+
+# A passage that starts with a list item (« - », « • », « 1. ») carries on the list its section's
+# previous passage was cut in (that one ends with a list item or a colon); a follow-up asking for
+# the detail (« Lesquelles ? ») gets at most this many of them after the passage it starts from.
+LIST_START = re.compile(r"(?:[-•–]|\d+[.)])\s")
+MAX_CONTINUATIONS = 2
+
+
+def list_continuations(items: Sequence[Any]) -> dict[str, str]:
+    """Chunk id → id of the next passage of its section when that one carries on its list
+    (``items``: records or passages, with ``chunk_id``, ``text`` and ``metadata``)."""
+    following: dict[str, str] = {}
+    ordered = sorted(items, key=lambda p: (str(p.metadata.get("doc_id")), int(p.metadata.get("position", 0))))
+    for first, second in itertools.pairwise(ordered):
+        same = all(first.metadata.get(k) == second.metadata.get(k) for k in ("doc_id", "section"))
+        last = (first.text.strip().splitlines() or [""])[-1].strip()
+        cut = last.endswith(":") or bool(LIST_START.match(last))
+        if same and cut and second.metadata.get("kind") != "row" and LIST_START.match(second.text.strip()):
+            following[first.chunk_id] = second.chunk_id
+    return following
 
 
 def _union(first: list[tuple[int, float]], second: list[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -213,6 +236,8 @@ class Retriever:
             ranked = self._section_first(ranked, intent, allowed)
         elif intent.compare:
             ranked = self._spread(ranked, intent)
+        if intent.asks_detail and ranked:
+            ranked = self._with_continuation(ranked)
         passages = [self._passage(position, score, details.get(position, {})) for score, position in ranked]
         if self.reranker is not None and passages:
             passages = self._rerank(intent.standalone, passages)
@@ -402,6 +427,23 @@ class Retriever:
         if intent.sections and metadata.get("section_kind") in intent.sections:
             factor *= 1.0 + self.settings.section_boost
         return score * factor
+
+    @cached_property
+    def _continuation(self) -> dict[int, int]:
+        """Position → position of the passage that carries on its list (``list_continuations``)."""
+        return {self._position[a]: self._position[b] for a, b in list_continuations(self.records).items()}
+
+    def _with_continuation(self, ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
+        """« Lesquelles ? »: the first passage, then the passages that carry on its list."""
+        head = [ranked[0]]
+        position = ranked[0][1]
+        for _ in range(MAX_CONTINUATIONS):
+            position = self._continuation.get(position, -1)
+            if position < 0:
+                break
+            head.append((ranked[0][0], position))
+        taken = {p for _, p in head}
+        return head + [item for item in ranked[1:] if item[1] not in taken]
 
     def _spread(self, ranked: list[tuple[float, int]], intent: QueryIntent) -> list[tuple[float, int]]:
         """Put the best passage of each compared scenario first, then the rest by score."""
