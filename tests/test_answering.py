@@ -126,13 +126,28 @@ def test_asking_which_scenario_is_best_gets_each_scenarios_lines_and_no_ranking(
     assert not pipeline.answer("Quels scénarios reprennent les rencontres de la eformation ?").gap
 
 
+def test_a_long_comparison_follow_up_is_answered_though_its_rewriting_is_longer_than_a_question(
+    pipeline: AnswerPipeline,
+) -> None:
+    limit = pipeline.settings.max_question_chars
+    previous = "Compare la gouvernance dans les trois scénarios, " + "en détail " * (limit // 20)
+    question = "Et les partenariats, dans chaque scénario, " + "en détail " * (limit // 20) + "?"
+    assert len(question) < limit < len(f"{question} — {previous}")
+    history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "Voici."}]
+    answer = pipeline.answer(question, history=history)
+    assert answer.citations and not answer.refused
+
+
 def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passages(
     pipeline: AnswerPipeline,
 ) -> None:
     # The note's list of the CMA's missions is cut in two by the chunker; « Lesquelles ? » asks
     # for all of it, not for the sentences closest to its (absent) words.
     history = [
-        {"role": "user", "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?"},
+        {
+            "role": "user",
+            "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?",
+        },
         {"role": "assistant", "content": "Ses missions, qu'elle énumère."},
     ]
     answer = pipeline.answer("Lesquelles ?", history=history)

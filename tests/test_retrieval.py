@@ -189,7 +189,10 @@ def test_a_follow_up_that_only_takes_up_the_answers_words_asks_for_its_detail() 
 
 def test_asking_for_the_detail_brings_the_rest_of_a_cut_list_after_its_start(retriever: Retriever) -> None:
     history = [
-        {"role": "user", "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?"},
+        {
+            "role": "user",
+            "content": "Quelles missions du CMA la note dit-elle très proches de celles du CIPEN ?",
+        },
         {"role": "assistant", "content": "Ses missions, qu'elle énumère."},
     ]
     first, second = retriever.search("Lesquelles ?", history).passages[:2]

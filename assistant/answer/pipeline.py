@@ -267,7 +267,7 @@ class AnswerPipeline:
 
     def table_passages(self, intent: QueryIntent) -> list[Passage]:
         """A comparison question's best passage in each column of its comparison table (the
-        table ``compare`` builds for the question read as a theme), best first: each scenario's
+        table ``compare`` builds for the question read as a theme), best first; each scenario's
         passages are all scored against the theme, where retrieval's top passages may hold none
         of a scenario's rows (« l'autonomie du CMA » finds the passages about the CMA)."""
         named = [s for s in intent.scenarios if s in COMPARE_COLUMNS]
@@ -275,11 +275,16 @@ class AnswerPipeline:
         # questions (22), facts / citations 0.856 / 0.716 with both forms, 0.856 / 0.739 with the
         # question alone, 0.856 / 0.708 with the bare topic, 0.720 / 0.668 with the user's
         # question itself.
-        comparison = self.compare(
-            intent.standalone,
-            named if len(named) >= 2 else None,
-            query_forms=lambda topic: theme_queries(topic)[1:],
-        )
+        try:
+            comparison = self.compare(
+                intent.standalone,
+                named if len(named) >= 2 else None,
+                query_forms=lambda topic: theme_queries(topic)[1:],
+            )
+        except QuestionError:
+            # A follow-up rewritten with a long previous question may pass the length a theme
+            # may have: its comparison then stands on retrieval alone.
+            return []
         best: dict[str, Citation] = {}
         for (column, _), citations in comparison.cells.items():
             for citation in citations:
