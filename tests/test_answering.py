@@ -23,7 +23,13 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant import domain
 from assistant.answer.citations import find_quotes, quote_is_verbatim
-from assistant.answer.extractive import LISTING_LEAD, NOT_COVERED, RANKING_NOTE, VERBATIM_LEAD
+from assistant.answer.extractive import (
+    LISTING_LEAD,
+    NOT_COVERED,
+    RANKING_NOTE,
+    VERBATIM_LEAD,
+    excerpt_pieces,
+)
 from assistant.answer.pipeline import (
     AnswerEvent,
     AnswerPipeline,
@@ -136,6 +142,28 @@ def test_a_long_comparison_follow_up_is_answered_though_its_rewriting_is_longer_
     history = [{"role": "user", "content": previous}, {"role": "assistant", "content": "Voici."}]
     answer = pipeline.answer(question, history=history)
     assert answer.citations and not answer.refused
+
+
+def test_a_follow_ups_own_words_choose_the_sentences_of_a_long_passage() -> None:
+    from assistant.schema import Passage
+    from assistant.text import content_terms
+
+    text = (
+        "Créée en 2021 par la fusion de six établissements, l'université a intégré des compétences "
+        "diverses et variées reconnues tant au niveau national qu'à l'international, dans de "
+        "nombreux domaines. "
+        * 2
+        + "Elle pèse un quart de la recherche nationale sur la ville durable. "
+        + "Sa création a réuni des écoles, des instituts et des laboratoires de toute la France. " * 2
+    )
+    passage = Passage("p", text, "Note › Université", {}, 0.0)
+    asked = content_terms(
+        "Et quelle part de la recherche nationale ? — Quand l'université a-t-elle été créée ?"
+    )
+    plain = " ".join(excerpt_pieces(passage, asked, max_chars=200))
+    assert "recherche nationale" not in plain  # the previous question's words win
+    own = frozenset(content_terms("Et quelle part de la recherche nationale ?"))
+    assert "recherche nationale" in " ".join(excerpt_pieces(passage, asked, max_chars=200, prefer=own))
 
 
 def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passages(

@@ -239,14 +239,20 @@ def _unique(passages: Sequence[Passage]) -> list[Passage]:
     return chosen
 
 
-def excerpt_pieces(passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS) -> list[str]:
+def excerpt_pieces(
+    passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS, prefer: frozenset[str] = frozenset()
+) -> list[str]:
     """The passage's most relevant sentences, verbatim and in document order: one piece when the
-    passage is short, otherwise the best sentences up to ``max_chars``."""
+    passage is short, otherwise the best sentences up to ``max_chars`` — those with most of the
+    ``prefer`` words first (a follow-up's own words), then of the ``wanted`` ones."""
     text = " ".join(line.strip() for line in passage.text.splitlines() if line.strip())
     if len(text) <= max_chars:
         return [text]
     sentences = passage_sentences(passage.text)
-    ranked = sorted(range(len(sentences)), key=lambda i: (-len(content_terms(sentences[i]) & wanted), i))
+    terms = [content_terms(sentence) for sentence in sentences]
+    ranked = sorted(
+        range(len(sentences)), key=lambda i: (-len(terms[i] & prefer), -len(terms[i] & wanted), i)
+    )
     chosen: list[int] = []
     size = 0
     for i in ranked:
@@ -263,7 +269,11 @@ def excerpt(passage: Passage, wanted: set[str], max_chars: int = EXCERPT_CHARS) 
 
 
 def render_item(
-    passage: Passage, wanted: set[str], which: str | None = None, max_chars: int = EXCERPT_CHARS
+    passage: Passage,
+    wanted: set[str],
+    which: str | None = None,
+    max_chars: int = EXCERPT_CHARS,
+    prefer: frozenset[str] = frozenset(),
 ) -> str:
     """One bullet of the extractive answer: the row's subject and the quoted observations, or the
     quoted relevant sentences of the paragraph, up to ``max_chars`` (each quote verbatim on its
@@ -273,7 +283,7 @@ def render_item(
         return f"« {sentences[0] if which.startswith('premi') else sentences[-1]} »"
     if passage.subject and passage.observations:
         return f"{passage.subject.strip()} — « {passage.observations.strip()} »"
-    return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted, max_chars))
+    return " […] ".join(f"« {piece} »" for piece in excerpt_pieces(passage, wanted, max_chars, prefer))
 
 
 def group_title(passage: Passage) -> str:
@@ -298,12 +308,14 @@ def extractive_answer(
     variants: Sequence[Variant] = (),
     which: str | None = None,
     max_chars: int = EXCERPT_CHARS,
+    prefer: frozenset[str] = frozenset(),
 ) -> str:
     """The no-LLM answer body: passages grouped by document and section, quoted (each paragraph
-    up to ``max_chars``), marked [n] (n = position in ``passages``); then the dossier's
-    inconsistencies, both sources quoted."""
+    up to ``max_chars``, the sentences with ``prefer`` words first), marked [n] (n = position in
+    ``passages``); then the dossier's inconsistencies, both sources quoted."""
     items = [
-        (p, f"{render_item(p, wanted, which, max_chars)} [{i}]") for i, p in enumerate(passages, start=1)
+        (p, f"{render_item(p, wanted, which, max_chars, prefer)} [{i}]")
+        for i, p in enumerate(passages, start=1)
     ]
     lines = [grouped(items), "", *variant_lines(passages, variants)]
     return "\n".join(lines).strip()

@@ -321,7 +321,10 @@ class AnswerPipeline:
         which = position.group(1).lower()[:5] if position else None
         variants = self.context.variants(plan.context, plan.wanted)
         size = DETAIL_CHARS if plan.intent.asks_detail else EXCERPT_CHARS
-        text = extractive_answer(plan.context, plan.wanted, variants, which, size)
+        # A follow-up is read with the previous question (``standalone``), whose words would pick
+        # that question's sentences in a long passage: the follow-up's own words choose first.
+        own = frozenset(topic_terms(plan.intent.question)) if plan.intent.follow_up else frozenset()
+        text = extractive_answer(plan.context, plan.wanted, variants, which, size, own)
         answer.lead = LISTING_LEAD if plan.mode is Mode.LISTING else VERBATIM_LEAD
         if plan.mode is Mode.LISTING:
             answer.flags.append("verbatim_listing")
