@@ -202,6 +202,15 @@ def test_asking_for_the_detail_brings_the_rest_of_a_cut_list_after_its_start(ret
     assert second.text.startswith("- ")
 
 
+def test_a_section_the_new_scenario_does_not_have_is_not_inherited(retriever: Retriever) -> None:
+    history = _history("Quelles opportunités la fiche ENTPE relève-t-elle ?")
+    moved = retriever.search("Et dans la note de l'université, sur la gestion du personnel ?", history)
+    assert moved.intent.scenarios == ["note"] and moved.intent.sections == []  # no such table
+    assert moved.passages[0].scenario == "note"
+    kept = retriever.search("Et pour l'UGE ?", history)
+    assert kept.intent.sections == ["opportunites"]  # the UGE sheet has one
+
+
 def test_a_follow_up_keeps_its_own_topic_when_it_changes_scenario() -> None:
     history = _history("Que dit la fiche ENTPE sur l'expertise RH (salaires, primes) ?")
     intent = understand("Et la note de l'université, sur la gestion des personnels ?", history)

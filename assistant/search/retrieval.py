@@ -174,6 +174,7 @@ class Retriever:
         started = time.perf_counter()
         k = k or self.settings.top_k
         tuning = self.settings
+        self._drop_missing_sections(intent)
         timings: dict[str, float] = {}
         allowed = self._allowed(scenarios, sections)
         domain_similarity: float | None = None
@@ -427,6 +428,26 @@ class Retriever:
         if intent.sections and metadata.get("section_kind") in intent.sections:
             factor *= 1.0 + self.settings.section_boost
         return score * factor
+
+    def _drop_missing_sections(self, intent: QueryIntent) -> None:
+        """A section inherited from the previous question that none of the follow-up's scenarios
+        has is not asked for: « Et que propose la note pour le suivi des activités ? » after a
+        question on the UGE sheet's Questions — the note has no Questions table, and keeping the
+        section would bring the sheet's rows back."""
+        inherited = intent.inherited.get("sections", [])
+        if not inherited or not intent.scenarios:
+            return
+        kept = [
+            s
+            for s in intent.sections
+            if s not in inherited or any((str(sc), s) in self._rows for sc in intent.scenarios)
+        ]
+        if kept != intent.sections:
+            intent.sections = kept
+            intent.inherited["sections"] = [s for s in inherited if s in kept]
+            if not intent.inherited["sections"]:
+                del intent.inherited["sections"]
+            intent.listing = intent.listing and bool(kept)  # no section left to list
 
     @cached_property
     def _continuation(self) -> dict[int, int]:
