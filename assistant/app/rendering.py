@@ -395,12 +395,17 @@ HELP_TEXT = """
   dossier (intitulé de la ligne et observation), cités, ou « non traité dans le dossier ». La note de
   l'université compte pour le scénario UGE et y est signalée.
 
+**Comparer dans la conversation** : « Quels scénarios… ? », « Lequel des scénarios… ? » citent chaque
+scénario qui en parle, avec la ligne de son tableau la plus proche du sujet. L'assistant ne classe
+pas les scénarios : à « lequel est le meilleur ? », il cite ce que dit le dossier de chacun et le
+rappelle ; la comparaison vous revient.
+
 **Questions de suite** : « Et pour l'UGE ? », « Lesquels exactement ? », « Qui le pilote ? » se lisent
 avec la conversation (jusqu'à quatre échanges). Sous chaque réponse, la ligne **Question comprise**
 (ou **Question lue comme portant sur**) montre comment la question a été lue (question complétée,
 section et scénario retenus : « risques » est lu comme la section Limites) ; si la lecture est
-fausse, reformulez. **Nouvelle conversation** repart
-de zéro.
+fausse, reformulez. « Lesquels ? » après une réponse qui résume une liste cite la liste entière.
+**Nouvelle conversation** repart de zéro.
 
 **Filtres** : limitez la recherche à un ou plusieurs scénarios et sections ; les filtres actifs sont
 rappelés sur chaque réponse.
