@@ -31,7 +31,8 @@ LISTING_LEAD = "Ce que le dossier en dit, en entier et dans son ordre (extraits 
 NOT_COVERED = "non traité dans le dossier"
 # A comparison that asks which scenario is best (« Lequel garantit le mieux… », « le plus
 # favorable », « préférable », « à privilégier »: French superlatives and verbs of preference, on
-# folded text) gets the lines of each scenario and this note: ranking is the reader's call.
+# folded text) gets the lines of each scenario and this note: ranking is the reader's call. It
+# changes what is shown, not what is cited: no evaluation figure moves with it (01/12/2026).
 RANKING = re.compile(r"\b(?:le|la|les) (?:plus|moins|mieux)\b|\bmeilleure?s?\b|\bpreferable|\bprivilegi")
 RANKING_NOTE = (
     "L'assistant ne classe pas les scénarios : il cite ce que le dossier dit de chacun, "
