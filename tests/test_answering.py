@@ -66,6 +66,12 @@ def assert_verified(answer: Answer, pipeline: AnswerPipeline) -> None:
         assert any(quote_is_verbatim(quote, text) for text in corpus), quote
 
 
+def with_model(settings: Settings, retriever: Retriever, reply: str) -> AnswerPipeline:
+    """The pipeline with a chat model that always writes ``reply`` (a fake, so the test knows
+    exactly what the model said)."""
+    return AnswerPipeline(settings, retriever, FakeListChatModel(responses=[reply]), "faux modèle")
+
+
 def cited_text(answer: Answer) -> str:
     return "\n".join(c.passage.text for c in answer.citations)
 
@@ -122,8 +128,7 @@ def test_a_comparison_cites_each_scenarios_row_on_its_topic_that_retrieval_alone
 def test_asking_which_scenario_is_best_gets_each_scenarios_lines_and_no_ranking(
     settings: Settings, retriever: Retriever
 ) -> None:
-    model = FakeListChatModel(responses=["Le scénario ENTPE est le meilleur [1]."])
-    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
+    pipeline = with_model(settings, retriever, "Le scénario ENTPE est le meilleur [1].")
     answer = pipeline.answer("Quel scénario est le plus favorable aux rencontres de la eformation ?")
     assert answer.gap == RANKING_NOTE and answer.text.endswith(RANKING_NOTE)
     assert not answer.synthesis and "meilleur" not in answer.text
@@ -361,7 +366,7 @@ def test_quotes_export_to_markdown_and_csv_that_parse_back(pipeline: AnswerPipel
 def test_prompt_is_small_and_passages_are_delimited_as_data(settings: Settings, retriever: Retriever) -> None:
     system = load_prompt("synthesis_fr.txt")
     assert len(system) < 600  # ~150 tokens: every 100 prompt tokens cost ~2.6 s here
-    pipeline = AnswerPipeline(settings, retriever, FakeListChatModel(responses=["x"]), "faux modèle")
+    pipeline = with_model(settings, retriever, "x")
     answer = pipeline.answer("Combien d'agents compte le CIPEN ?")
     passage = answer.citations[0].passage
     hostile = type(passage)(
@@ -386,13 +391,12 @@ def test_complete_sentences_wait_for_the_end_of_a_sentence_and_its_markers() -> 
 def test_the_verbatim_answer_comes_first_and_the_synthesis_keeps_only_verified_sentences(
     settings: Settings, retriever: Retriever
 ) -> None:
-    model = FakeListChatModel(
-        responses=[
-            "Les agents du CMA sont aujourd'hui basés à Aix et Valenciennes. "
-            "Le CMA sera fermé en 2030 [1]. Selon la fiche, « le télétravail est interdit » [2]."
-        ]
+    pipeline = with_model(
+        settings,
+        retriever,
+        "Les agents du CMA sont aujourd'hui basés à Aix et Valenciennes. "
+        "Le CMA sera fermé en 2030 [1]. Selon la fiche, « le télétravail est interdit » [2].",
     )
-    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
     events = list(pipeline.stream("Où sont basés aujourd'hui les agents du CMA ?"))
     kinds = [type(e) for e in events]
     assert kinds[:2] == [PassagesEvent, VerbatimEvent] and kinds[-1] is AnswerEvent
@@ -415,8 +419,7 @@ def test_the_verbatim_answer_comes_first_and_the_synthesis_keeps_only_verified_s
 def test_a_synthesis_that_verifies_nothing_leaves_the_verbatim_answer_with_a_plain_note(
     settings: Settings, retriever: Retriever
 ) -> None:
-    model = FakeListChatModel(responses=["Le CMA fermera en 2030 et rejoindra Bordeaux [1]."])
-    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
+    pipeline = with_model(settings, retriever, "Le CMA fermera en 2030 et rejoindra Bordeaux [1].")
     answer = pipeline.answer("Combien d'agents compte le CIPEN ?")
     assert not answer.synthesis and answer.backend == "extractive"
     assert "70 agents" in answer.body and answer.citations
@@ -487,10 +490,11 @@ def test_a_question_outside_the_dossier_never_reaches_the_model(
 
 def test_a_comparison_quotes_every_compared_scenario(settings: Settings, retriever: Retriever) -> None:
     # The model speaks of one scenario only; the verbatim answer quotes both, cited.
-    model = FakeListChatModel(
-        responses=["Pour l'UGE, un comité de suivi des activités se réunirait de manière trimestrielle."]
+    pipeline = with_model(
+        settings,
+        retriever,
+        "Pour l'UGE, un comité de suivi des activités se réunirait de manière trimestrielle.",
     )
-    pipeline = AnswerPipeline(settings, retriever, model, "faux modèle")
     answer = pipeline.answer("Compare la gouvernance du CMA dans les scénarios ENTPE et UGE.")
     scenarios = {"uge" if c.passage.scenario == "note" else c.passage.scenario for c in answer.citations}
     assert scenarios >= {"entpe", "uge"}, answer.text

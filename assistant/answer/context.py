@@ -31,7 +31,7 @@ from assistant.answer.extractive import (
 from assistant.answer.inconsistencies import Variant, VariantIndex
 from assistant.schema import Passage
 from assistant.search.query import QueryIntent
-from assistant.search.retrieval import MAX_CONTINUATIONS, list_continuations
+from assistant.search.retrieval import continuation_ids, list_continuations
 from assistant.text import content_terms
 
 # Passages retrieved, and at most how many an answer may stand on (a listing, a comparison).
@@ -98,19 +98,21 @@ class ContextBuilder:
         result: list[Passage] = []
         for passage in chosen:
             result.append(passage)
-            current: Passage | None = passage
-            for _ in range(MAX_CONTINUATIONS):
-                current = self._continuation.get(current.chunk_id) if current else None
-                if current is None or current in result or current in chosen:
+            for chunk_id in continuation_ids(passage.chunk_id, self._following):
+                following = self._by_id[chunk_id]
+                if following in result or following in chosen:
                     break
-                result.append(current)
+                result.append(following)
         return result
 
     @cached_property
-    def _continuation(self) -> dict[str, Passage]:
-        """Passage id → the next passage of its section when that one carries on its list."""
-        by_id = {p.chunk_id: p for p in self.trusted}
-        return {a: by_id[b] for a, b in list_continuations(self.trusted).items()}
+    def _by_id(self) -> dict[str, Passage]:
+        return {p.chunk_id: p for p in self.trusted}
+
+    @cached_property
+    def _following(self) -> dict[str, str]:
+        """Passage id → id of the next passage of its section when that one carries on its list."""
+        return list_continuations(self.trusted)
 
     def _with_variants(self, chosen: list[Passage], wanted: set[str]) -> list[Passage]:
         """``chosen`` plus the other source of each inconsistency it holds (at most MAX_VARIANTS)."""

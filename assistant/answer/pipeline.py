@@ -276,7 +276,7 @@ class AnswerPipeline:
         # question alone, 0.856 / 0.708 with the bare topic, 0.720 / 0.668 with the user's
         # question itself.
         try:
-            comparison = self.compare(
+            comparison = self._table(
                 intent.standalone,
                 named if len(named) >= 2 else None,
                 query_forms=lambda topic: theme_queries(topic)[1:],
@@ -402,20 +402,31 @@ class AnswerPipeline:
         )
         return quote_results(result.passages, topic_terms(result.intent.standalone), self.stats, k)
 
-    def compare(
-        self,
-        theme: str,
-        scenarios: Sequence[str] | None = None,
-        query_forms: Callable[[str], tuple[str, ...]] = theme_queries,
-    ) -> Comparison:
+    def compare(self, theme: str, scenarios: Sequence[str] | None = None) -> Comparison:
         """Scenario × section table for a theme; empty cells say « non traité dans le dossier ».
 
         The theme is read like a question (« Compare la gouvernance dans les trois scénarios »
         → « gouvernance »); the columns are ``scenarios``, else the scenarios the theme names
         (two or more), else all three. Every passage of every cell is scored against the theme
         (``comparison.select_cells``): the theme's similarity to each passage, then its words;
-        each cell is filled from its own best passage. ``query_forms``: the texts the theme's
-        topic words are searched as (the mean of their vectors)."""
+        each cell is filled from its own best passage. The dossier's inconsistencies among the
+        cited passages are listed under the table."""
+        comparison = self._table(theme, scenarios)
+        wanted = answerability.theme_terms(theme)
+        comparison.variants = self.variant_index.find([c.passage for c in comparison.citations], wanted)[
+            :MAX_VARIANTS
+        ]
+        return comparison
+
+    def _table(
+        self,
+        theme: str,
+        scenarios: Sequence[str] | None = None,
+        query_forms: Callable[[str], tuple[str, ...]] = theme_queries,
+    ) -> Comparison:
+        """The cells of ``compare``'s table (no inconsistencies: a comparison question reads
+        only its best cells). ``query_forms``: the texts the theme's topic words are searched as
+        (the mean of their vectors)."""
         theme = self.check_question(theme)
         intent = understand(theme)
         named = {domain.speaks_for(s) for s in intent.scenarios}
@@ -442,9 +453,6 @@ class AnswerPipeline:
             self.stats,
             threshold=self.settings.compare_threshold,
         )
-        comparison.variants = self.variant_index.find([c.passage for c in comparison.citations], wanted)[
-            :MAX_VARIANTS
-        ]
         return comparison
 
 

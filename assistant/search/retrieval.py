@@ -71,6 +71,19 @@ def list_continuations(items: Sequence[Any]) -> dict[str, str]:
     return following
 
 
+def continuation_ids(chunk_id: str, following: dict[str, str]) -> list[str]:
+    """The passages that carry on ``chunk_id``'s list, in order (``list_continuations``), at most
+    MAX_CONTINUATIONS."""
+    chain: list[str] = []
+    current: str | None = chunk_id
+    for _ in range(MAX_CONTINUATIONS):
+        current = following.get(current) if current else None
+        if current is None or current in chain:
+            break
+        chain.append(current)
+    return chain
+
+
 def _union(first: list[tuple[int, float]], second: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """Both candidate lists as one, best similarity first (a passage once, at its best)."""
     best = dict(first)
@@ -452,19 +465,15 @@ class Retriever:
             intent.listing = intent.listing and bool(kept)  # no section left to list
 
     @cached_property
-    def _continuation(self) -> dict[int, int]:
-        """Position → position of the passage that carries on its list (``list_continuations``)."""
-        return {self._position[a]: self._position[b] for a, b in list_continuations(self.records).items()}
+    def _following(self) -> dict[str, str]:
+        """Chunk id → id of the passage that carries on its list (``list_continuations``)."""
+        return list_continuations(self.records)
 
     def _with_continuation(self, ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
         """« Lesquelles ? »: the first passage, then the passages that carry on its list."""
-        head = [ranked[0]]
-        position = ranked[0][1]
-        for _ in range(MAX_CONTINUATIONS):
-            position = self._continuation.get(position, -1)
-            if position < 0:
-                break
-            head.append((ranked[0][0], position))
+        score, first = ranked[0]
+        chain = continuation_ids(self.records[first].chunk_id, self._following)
+        head = [(score, first)] + [(score, self._position[c]) for c in chain]
         taken = {p for _, p in head}
         return head + [item for item in ranked[1:] if item[1] not in taken]
 
