@@ -171,6 +171,72 @@ def test_a_follow_ups_own_words_choose_the_sentences_of_a_long_passage() -> None
     assert "recherche nationale" in " ".join(excerpt_pieces(passage, asked, max_chars=200, prefer=own))
 
 
+def _long_passage(*sentences: str, title: str = "Principe de rattachement") -> Any:
+    from assistant.schema import Passage
+
+    text = "\n".join([title, *sentences])
+    return Passage("p", text, f"Note UGE-CIPEN › Scénario › {title}", {"doc_label": "Note UGE-CIPEN"}, 0.0)
+
+
+def test_a_rare_word_of_the_question_chooses_the_sentence_and_its_source_span() -> None:
+    from assistant.answer.citations import Verifier
+    from assistant.answer.extractive import CorpusStats, extractive_answer, sentence_focus
+    from assistant.text import content_terms
+
+    names = (
+        "Le CMA pourrait rejoindre l'Université Gustave Eiffel comme département du CIPEN, avec "
+        "l'autonomie nécessaire pour mener ses missions au sein des campus de l'Université Gustave Eiffel."
+    )
+    budget = "Le budget propre de fonctionnement du département serait garanti chaque année."
+    other = "Les achats suivraient les règles de l'Université Gustave Eiffel pour tous ses départements."
+    passage = _long_passage(names, budget, other)
+    # Every other passage names the university too: its words are common, « budget » is rare.
+    corpus = [passage] + [
+        _long_passage(f"L'Université Gustave Eiffel et le CMA, point {i}.", title=f"Point {i}")
+        for i in range(9)
+    ]
+    stats = CorpusStats(corpus)
+    wanted = content_terms("Quel budget pour le CMA dans l'Université Gustave Eiffel ?")
+    counted = " ".join(excerpt_pieces(passage, wanted, max_chars=260))
+    assert budget not in counted  # each word counted once: the names' sentence fills the excerpt
+    focus = sentence_focus(wanted, stats)
+    chosen = excerpt_pieces(passage, wanted, max_chars=260, focus=focus)
+    assert budget in chosen
+    assert "Principe de rattachement" not in chosen  # the heading is the title above the quotes
+    verification = Verifier(corpus).verify(
+        extractive_answer([passage], wanted, max_chars=260, focus=focus), [passage], focus
+    )
+    assert verification.citations[0].span == budget
+    # Without the question's words, the source shows the longest quoted stretch, as before.
+    assert (
+        Verifier(corpus)
+        .verify(extractive_answer([passage], wanted, max_chars=260, focus=focus), [passage])
+        .citations[0]
+        .span
+        != budget
+    )
+
+
+def test_a_sentence_announcing_a_list_is_quoted_with_its_items() -> None:
+    from assistant.answer.extractive import CorpusStats, sentence_focus
+    from assistant.text import content_terms
+
+    passage = _long_passage(
+        "Le centre dispose de compétences reconnues et d'une longue expérience des formations à distance.",
+        "Le centre est attendu sur les sujets suivants :",
+        "- l'accompagnement des écoles dans leurs projets numériques ;",
+        "- la montée en compétence des responsables de formation.",
+        "Une convention préciserait les moyens mis à disposition par chacun des partenaires du projet.",
+        title="Un projet ministériel",
+    )
+    wanted = content_terms("Sur quels sujets le centre est-il attendu ?")
+    pieces = excerpt_pieces(
+        passage, wanted, max_chars=200, focus=sentence_focus(wanted, CorpusStats([passage]))
+    )
+    assert pieces[0] == "Le centre est attendu sur les sujets suivants :"
+    assert "l'accompagnement des écoles dans leurs projets numériques ;" in pieces
+
+
 def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passages(
     pipeline: AnswerPipeline,
 ) -> None:

@@ -25,7 +25,7 @@ across sentences; the unit is the sentence, the evidence is lexical and verbatim
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from assistant.schema import Citation, Passage
@@ -191,6 +191,17 @@ def _with_markers(sentence: str, markers: list[int]) -> str:
     return f"{sentence} {tags}"
 
 
+@dataclass(frozen=True)
+class Focus:
+    """The question's topic words and how much each counts (its rarity in the dossier)."""
+
+    words: frozenset[str]
+    rarity: Callable[[str], float]
+
+    def weight(self, terms: set[str]) -> float:
+        return sum(self.rarity(t) for t in terms & self.words)
+
+
 class Verifier:
     """Checks answers against a list of passages; ``corpus`` serves to locate quotes."""
 
@@ -200,7 +211,9 @@ class Verifier:
         self.corpus = list(corpus)
         self.on_unsupported = on_unsupported
 
-    def verify(self, text: str, passages: Sequence[Passage]) -> Verification:
+    def verify(self, text: str, passages: Sequence[Passage], focus: Focus | None = None) -> Verification:
+        """The answer's supported sentences, renumbered, each cited passage with the span it stands
+        on; ``focus`` (the question's words and their weights) picks that span among several."""
         citable = list(passages)
         given = len(citable)  # markers may only point to the passages given, not to those added
         terms = [passage_terms(p) for p in citable]
@@ -238,7 +251,7 @@ class Verifier:
             if kept:
                 lines_out.append(prefix + " ".join(_with_markers(s, [m + 1 for m in ms]) for s, ms in kept))
         body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines_out)).strip()
-        body, citations = self._renumber(body, citable, checks)
+        body, citations = self._renumber(body, citable, checks, focus)
         return Verification(body, citations, checks, sorted(flags), removed, citable)
 
     def check_sentence(self, sentence: str, passages: Sequence[Passage]) -> SentenceCheck:
@@ -347,7 +360,7 @@ class Verifier:
 
     # -- numbering and spans -----------------------------------------------------------------
     def _renumber(
-        self, body: str, citable: list[Passage], checks: list[SentenceCheck]
+        self, body: str, citable: list[Passage], checks: list[SentenceCheck], focus: Focus | None = None
     ) -> tuple[str, list[Citation]]:
         order: list[int] = []
         for number in _markers(body):
@@ -365,7 +378,7 @@ class Verifier:
         citations = []
         for old in order:
             citing = [c.sentence for c in checks if old in c.markers]
-            span, start = best_span(citable[old], " ".join(citing))
+            span, start = best_span(citable[old], " ".join(citing), focus=focus)
             citations.append(Citation(new[old], citable[old], span, start))
         return body, citations
 
@@ -390,17 +403,24 @@ def passage_sentences(text: str) -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
-def best_span(passage: Passage, said: str, terms: set[str] | None = None) -> tuple[str, int]:
-    """What of the passage ``said`` stands on, and its offset in the passage text: the longest
-    stretch ``said`` quotes that is in the passage word for word (a table row's observation,
-    quoted whole across its sentences, is cited as such, not by the row's subject); otherwise
-    the passage sentence that best matches its quotes or the stemmed ``terms``."""
+def best_span(
+    passage: Passage, said: str, terms: set[str] | None = None, focus: Focus | None = None
+) -> tuple[str, int]:
+    """What of the passage ``said`` stands on, and its offset in the passage text: of the stretches
+    ``said`` quotes that are in the passage word for word, the one with most of the ``focus``
+    words (weighted), else the longest (a table row's observation, quoted whole across its
+    sentences, is cited as such, not by the row's subject); otherwise the passage sentence that
+    best matches its quotes or the stemmed ``terms``."""
     quotes = find_quotes(said)
     pieces = [piece.strip() for q in quotes for piece in _ELLIPSIS.split(q)]
-    for piece in sorted((p for p in pieces if content_terms(p)), key=len, reverse=True):
-        start = passage.text.find(piece)
-        if start >= 0:
-            return piece, start
+    found = [(p, passage.text.find(p)) for p in pieces if content_terms(p) and p in passage.text]
+    if found:
+
+        def relevance(item: tuple[str, int]) -> tuple[float, int]:
+            weight = focus.weight(content_terms(item[0])) if focus else 0.0
+            return weight, len(item[0])
+
+        return max(found, key=relevance)
     sentences = passage_sentences(passage.text) or [passage.text]
     wanted = (claim_terms(said) | content_terms(" ".join(quotes))) if terms is None else terms
 

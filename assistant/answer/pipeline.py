@@ -44,6 +44,7 @@ from assistant.answer.extractive import (
     VERBATIM_LEAD,
     CorpusStats,
     extractive_answer,
+    sentence_focus,
     spans_documents,
     topic_terms,
 )
@@ -324,11 +325,12 @@ class AnswerPipeline:
         # A follow-up is read with the previous question (``standalone``), whose words would pick
         # that question's sentences in a long passage: the follow-up's own words choose first.
         own = frozenset(topic_terms(plan.intent.question)) if plan.intent.follow_up else frozenset()
-        text = extractive_answer(plan.context, plan.wanted, variants, which, size, own)
+        focus = sentence_focus(plan.wanted, self.stats)
+        text = extractive_answer(plan.context, plan.wanted, variants, which, size, own, focus)
         answer.lead = LISTING_LEAD if plan.mode is Mode.LISTING else VERBATIM_LEAD
         if plan.mode is Mode.LISTING:
             answer.flags.append("verbatim_listing")
-        return self.verifier.verify(text, plan.context)
+        return self.verifier.verify(text, plan.context, focus)
 
     def compose(self, answer: Answer, verification: Verification, plan: AnswerPlan) -> None:
         """The verbatim answer's parts: its checked lines, what the dossier does not say, the
