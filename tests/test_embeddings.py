@@ -7,6 +7,7 @@ part of what the issue asks to prove.
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 
 from assistant.search import embeddings as embeddings_module
+from assistant.search import onnx_model
 from assistant.search.embeddings import (
     E5Embeddings,
     EmbedderUnavailable,
     GemmaEmbeddings,
+    GemmaOnnxEmbeddings,
     SentenceTransformerEmbeddings,
     build_embeddings,
     embedder_name,
@@ -188,9 +191,98 @@ GEMMA_CACHE = Settings().cache_dir
 
 @pytest.fixture(scope="module")
 def gemma() -> GemmaEmbeddings:
-    model = build_embeddings(Settings(embedder="gemma", cache_dir=GEMMA_CACHE))
+    """The model on torch (``ASSISTANT_EMBEDDER_RUNTIME=torch``): what runs without the export."""
+    model = build_embeddings(Settings(embedder="gemma", cache_dir=GEMMA_CACHE, embedder_runtime="torch"))
     assert isinstance(model, GemmaEmbeddings)
     return model
+
+
+@pytest.fixture(scope="module")
+def gemma_onnx() -> GemmaOnnxEmbeddings:
+    """The default: the model exported by ``make install`` and run by ONNX Runtime."""
+    model = build_embeddings(Settings(embedder="gemma", cache_dir=GEMMA_CACHE))
+    assert isinstance(model, GemmaOnnxEmbeddings)
+    return model
+
+
+GEMMA_FOLDER = GEMMA_CACHE / "models" / embeddings_module.GEMMA_FOLDER
+
+
+def test_the_onnx_export_is_checked_and_made_with_the_installed_libraries() -> None:
+    marker = json.loads((GEMMA_FOLDER / "onnx" / onnx_model.ONNX_MARKER).read_text(encoding="utf-8"))
+    assert onnx_model.exported(GEMMA_FOLDER)
+    assert marker["min_cosine"] >= onnx_model.MIN_COSINE
+    assert marker["versions"] == onnx_model.runtime_versions()
+
+
+def test_onnx_runtime_gives_the_torch_models_vectors(
+    gemma_onnx: GemmaOnnxEmbeddings, gemma: GemmaEmbeddings
+) -> None:
+    assert gemma_onnx.dimension == 768 and embedder_name(gemma_onnx) == embedder_name(gemma)
+    questions = ["Où sont basés les agents ?", "Quelles limites pour les finances du scénario ENTPE ?"]
+    passages = [
+        "Scénario ENTPE › Limites\nFinances : dotation à redéfinir.",
+        "Scénario UGE › Opportunités\nUn campus à Marne-la-Vallée, des laboratoires reconnus et une "
+        "culture partagée de la formation à distance, avec un tiers lieu dédié aux pratiques.",
+    ]
+    with gemma._lock:  # the model's own float32 encoding, prompts included
+        full = gemma._document_model()
+        expected_q = np.array(full.encode_query(questions, normalize_embeddings=True))
+        expected_p = np.array(
+            full.encode_document([titled(p) for p in passages], prompt="", normalize_embeddings=True)
+        )
+    # one at a time, in one batch (the short one padded), and from several threads at once
+    alone = np.array([gemma_onnx.embed_query(q) for q in questions])
+    batch = np.array(gemma_onnx.embed_queries(questions))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = np.array(list(pool.map(gemma_onnx.embed_query, questions * 3)))
+    for got in (alone, batch, threaded[:2], threaded[-2:]):
+        assert float(np.min(np.sum(got * expected_q, axis=1))) > 0.9999
+    documents = np.array(gemma_onnx.embed_documents(passages))
+    assert float(np.min(np.sum(documents * expected_p, axis=1))) > 0.9999
+
+
+def test_without_a_checked_export_the_model_runs_on_torch_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "embeddinggemma-300m"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / ".verified").write_text("{}", encoding="utf-8")
+    (folder / "onnx" / onnx_model.ONNX_FILE).write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        assert embeddings_module.resolve_runtime("auto", str(folder)) == "torch"  # no marker
+    assert "export ONNX" in caplog.text and "PyTorch" in caplog.text
+    # a marker made from other weights (or a failed check) is not an export of these
+    marker = {"source": "autre", "min_cosine": 1.0, "versions": onnx_model.runtime_versions()}
+    (folder / "onnx" / onnx_model.ONNX_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    assert not onnx_model.exported(folder)
+    marker["source"] = "{}"
+    (folder / "onnx" / onnx_model.ONNX_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    assert onnx_model.exported(folder) and embeddings_module.resolve_runtime("auto", str(folder)) == "onnx"
+    assert embeddings_module.resolve_runtime("torch", str(folder)) == "torch"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"ASSISTANT_EMBEDDER_RUNTIME": "gpu"}).validate()
+    assert "ASSISTANT_EMBEDDER_RUNTIME" in str(caught.value)
+
+
+def test_an_export_that_fails_its_check_leaves_the_previous_one_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "embeddinggemma-300m"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / ".verified").write_text("{}", encoding="utf-8")
+    (folder / "onnx" / onnx_model.ONNX_FILE).write_bytes(b"previous")
+    monkeypatch.setattr(onnx_model, "_load_torch_model", lambda path: object())
+    monkeypatch.setattr(onnx_model, "_trace", lambda model, target: target.write_bytes(b"broken"))
+    monkeypatch.setattr(onnx_model, "_check", lambda model, target, path: 0.42)
+    with pytest.raises(onnx_model.OnnxExportError) as caught:
+        onnx_model.export_model(folder)
+    assert "0.420000" in str(caught.value) and "PyTorch" in str(caught.value)
+    assert (folder / "onnx" / onnx_model.ONNX_FILE).read_bytes() == b"previous"
+    assert sorted(p.name for p in folder.iterdir()) == [".verified", "onnx"]  # no half-written folder
+    with pytest.raises(onnx_model.OnnxExportError) as missing:
+        onnx_model.export_model(tmp_path / "absent")
+    assert "make install" in str(missing.value)
 
 
 def test_gemma_uses_its_query_and_titled_document_prompts(gemma: GemmaEmbeddings) -> None:

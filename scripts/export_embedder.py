@@ -1,0 +1,71 @@
+"""Export EmbeddingGemma-300m to ONNX once, checked against the torch model (``make install``).
+
+    python scripts/export_embedder.py [--model .cache/models/embeddinggemma-300m] [--force] [--strict]
+
+The export (``assistant/search/onnx_model.py``) takes ~100 s and ~2.8 GB of memory on 2 cores, the
+first time; afterwards, while the weights and the libraries it was made with are unchanged, a read
+of its marker (~0.1 s). Without an export the assistant still works, on torch, about twice as slow
+to encode a question: a failed export is a warning (exit 0) unless ``--strict`` (the tests' install,
+which tests the export) makes it an error (exit 1). Messages in French.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assistant.search.onnx_model import OnnxExportError, export_model  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Exporte EmbeddingGemma-300m en ONNX, vérifié.")
+    parser.add_argument(
+        "--model", default=str(ROOT / ".cache/models/embeddinggemma-300m"), help="dossier du modèle"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="exporter de nouveau même si l'export est à jour"
+    )
+    parser.add_argument("--strict", action="store_true", help="un échec de l'export est une erreur (code 1)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        report = export_model(
+            args.model,
+            force=args.force,
+            announce=lambda: print(
+                "Export ONNX d'EmbeddingGemma (une seule fois, ~2 min sur 2 cœurs)…", flush=True
+            ),
+        )
+    except KeyboardInterrupt:
+        print("Interrompu : export abandonné, rien d'écrit.", file=sys.stderr)
+        return 130
+    except (OnnxExportError, OSError, RuntimeError, ImportError) as exc:
+        message = (
+            exc
+            if isinstance(exc, OnnxExportError)
+            else f"l'export ONNX a échoué ({type(exc).__name__} : {exc})"
+        )
+        print(f"{'Erreur' if args.strict else 'Avertissement'} : {message}", file=sys.stderr, flush=True)
+        if not args.strict:
+            print(
+                "L'assistant fonctionnera avec PyTorch (questions encodées environ deux fois plus lentement)."
+            )
+        return 1 if args.strict else 0
+    if report.reused:
+        print(f"Export ONNX d'EmbeddingGemma déjà présent et vérifié ({report.folder}).")
+    else:
+        print(
+            f"Export ONNX d'EmbeddingGemma prêt dans {report.folder} "
+            f"({time.perf_counter() - started:.0f} s ; "
+            f"mêmes vecteurs que le modèle d'origine : cosinus {report.min_cosine:.6f})."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
