@@ -235,6 +235,16 @@ def test_a_sentence_announcing_a_list_is_quoted_with_its_items() -> None:
     )
     assert pieces[0] == "Le centre est attendu sur les sujets suivants :"
     assert "l'accompagnement des écoles dans leurs projets numériques ;" in pieces
+    # Announcing a list that goes on in the next passage (the chunker cut it), the sentence would
+    # be quoted alone, ending on « : » : it is left out, the other sentences are quoted.
+    cut = _long_passage(
+        "Le centre dispose de compétences reconnues et d'une longue expérience des formations à distance.",
+        "Une convention préciserait les moyens mis à disposition par chacun des partenaires du projet.",
+        "Le centre est attendu sur les sujets suivants :",
+        title="Un projet ministériel",
+    )
+    pieces = excerpt_pieces(cut, wanted, max_chars=200, focus=sentence_focus(wanted, CorpusStats([cut])))
+    assert pieces and not any(piece.endswith(":") for piece in pieces)
 
 
 def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passages(

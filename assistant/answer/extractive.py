@@ -287,10 +287,16 @@ def excerpt_pieces(
     for i in ranked:
         if take(i) and sentences[i].rstrip().endswith(":"):
             # A sentence that announces a list (« … sur les sujets suivants : ») is read with the
-            # items that follow it, in order, before any other sentence.
+            # items that follow it, in order, before any other sentence; alone (its first item
+            # does not fit, or the list goes on in the next passage) it says nothing: left out.
             for j in range(i + 1, len(sentences)):
                 if j not in chosen and not take(j):
                     break
+            if i + 1 not in chosen:
+                chosen.remove(i)
+                size -= len(sentences[i])
+    if not chosen:  # nothing but announcements: the best of them, rather than nothing
+        chosen = [i for i in ranked if i != heading][:1] or ranked[:1]
     return [sentences[i] for i in sorted(chosen)]
 
 
