@@ -189,6 +189,9 @@ def _trace(model: Any, target: Path) -> None:
             output_names=[OUTPUT],
             dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, OUTPUT: {0: "batch"}},
             dynamo=True,
+            # ONNX Runtime optimises the graph when it loads it: the exporter's own pass cost
+            # ~20 s of the ~100 s export for the same speed (63 vs 57 ms p50, same vectors).
+            optimize=False,
             external_data=True,
         )
 
