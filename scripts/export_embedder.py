@@ -2,7 +2,7 @@
 
     python scripts/export_embedder.py [--model .cache/models/embeddinggemma-300m] [--force] [--strict]
 
-The export (``assistant/search/onnx_model.py``) takes ~60 s (100 s with the exporter's own optimisation pass, left to ONNX Runtime) and ~2.8 GB of memory on 2 cores, the
+The export (``assistant/search/onnx_model.py``) takes ~60 s and ~2.8 GB of memory on 2 cores, the
 first time; afterwards, while the weights and the libraries it was made with are unchanged, a read
 of its marker (~0.1 s). Without an export the assistant still works, on torch, about twice as slow
 to encode a question: a failed export is a warning (exit 0) unless ``--strict`` (the tests' install,
