@@ -242,13 +242,19 @@ def test_onnx_runtime_gives_the_torch_models_vectors(
     assert float(np.min(np.sum(documents * expected_p, axis=1))) > 0.9999
 
 
-def test_without_a_checked_export_the_model_runs_on_torch_and_the_log_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _model_folder(tmp_path: Path, onnx_file: bytes) -> Path:
+    """A model folder with its weights' marker and an ONNX file, but no export marker."""
     folder = tmp_path / "embeddinggemma-300m"
     (folder / "onnx").mkdir(parents=True)
     (folder / ".verified").write_text("{}", encoding="utf-8")
-    (folder / "onnx" / onnx_model.ONNX_FILE).write_bytes(b"")
+    (folder / "onnx" / onnx_model.ONNX_FILE).write_bytes(onnx_file)
+    return folder
+
+
+def test_without_a_checked_export_the_model_runs_on_torch_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _model_folder(tmp_path, onnx_file=b"")
     with caplog.at_level("WARNING"):
         assert embeddings_module.resolve_runtime("auto", str(folder)) == "torch"  # no marker
     assert "export ONNX" in caplog.text and "PyTorch" in caplog.text
@@ -268,10 +274,7 @@ def test_without_a_checked_export_the_model_runs_on_torch_and_the_log_says_so(
 def test_an_export_that_fails_its_check_leaves_the_previous_one_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "embeddinggemma-300m"
-    (folder / "onnx").mkdir(parents=True)
-    (folder / ".verified").write_text("{}", encoding="utf-8")
-    (folder / "onnx" / onnx_model.ONNX_FILE).write_bytes(b"previous")
+    folder = _model_folder(tmp_path, onnx_file=b"previous")
     monkeypatch.setattr(onnx_model, "_load_torch_model", lambda path: object())
     monkeypatch.setattr(onnx_model, "_trace", lambda model, target: target.write_bytes(b"broken"))
     monkeypatch.setattr(onnx_model, "_check", lambda model, target, path: 0.42)

@@ -156,12 +156,7 @@ class GemmaEmbeddings(SentenceTransformerEmbeddings):
     def __init__(
         self, model_path: str, threads: int = 2, batch_size: int = 16, query_precision: str = "auto"
     ) -> None:
-        if not (Path(model_path) / VERIFIED_MARKER).is_file():
-            raise EmbedderUnavailable(
-                f"Le modèle d'embeddings EmbeddingGemma est absent ou incomplet ({model_path}) : "
-                "lancez « make install », qui le télécharge une fois et vérifie chaque fichier ; "
-                "ou choisissez le modèle léger avec ASSISTANT_EMBEDDER=e5."
-            )
+        require_verified(model_path)
         # Threads that wait for work sleep instead of spinning: with spinning threads, a question
         # embedded while another process computes (the local model, an index build) took 6 s
         # instead of 0.17 s here (2 cores, measured with the model's own query prompt).
@@ -264,6 +259,16 @@ class GemmaOnnxEmbeddings(Embeddings):
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         return self._encoder.encode([self._query_prompt + text for text in texts]).tolist()  # type: ignore[no-any-return]
+
+
+def require_verified(model_path: str) -> None:
+    """EmbeddingGemma's folder must hold the marker ``make install`` writes once every file is checked."""
+    if not (Path(model_path) / VERIFIED_MARKER).is_file():
+        raise EmbedderUnavailable(
+            f"Le modèle d'embeddings EmbeddingGemma est absent ou incomplet ({model_path}) : "
+            "lancez « make install », qui le télécharge une fois et vérifie chaque fichier ; "
+            "ou choisissez le modèle léger avec ASSISTANT_EMBEDDER=e5."
+        )
 
 
 def resolve_runtime(runtime: str, model_path: str) -> str:
@@ -508,12 +513,7 @@ def _build(
         return UseEmbeddings(threads=threads)
     if embedder == "gemma":
         folder = str(Path(cache_dir) / "models" / GEMMA_FOLDER)
-        if not (Path(folder) / VERIFIED_MARKER).is_file():
-            raise EmbedderUnavailable(
-                f"Le modèle d'embeddings EmbeddingGemma est absent ou incomplet ({folder}) : "
-                "lancez « make install », qui le télécharge une fois et vérifie chaque fichier ; "
-                "ou choisissez le modèle léger avec ASSISTANT_EMBEDDER=e5."
-            )
+        require_verified(folder)
         if resolve_runtime(runtime, folder) == "onnx":
             return GemmaOnnxEmbeddings(folder, threads=threads)
         return GemmaEmbeddings(folder, threads=threads, query_precision=query_precision)
