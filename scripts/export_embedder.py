@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from assistant.search.onnx_model import OnnxExportError, export_model  # noqa: E402
+from assistant.search.onnx_model import OnnxExportError, export_model, exported  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             else f"l'export ONNX a échoué ({type(exc).__name__} : {exc})"
         )
         print(f"{'Erreur' if args.strict else 'Avertissement'} : {message}", file=sys.stderr, flush=True)
-        if not args.strict:
+        if not args.strict and not exported(args.model):
             print(
                 "L'assistant fonctionnera avec PyTorch (questions encodées environ deux fois plus lentement)."
             )

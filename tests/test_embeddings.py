@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -286,6 +289,33 @@ def test_an_export_that_fails_its_check_leaves_the_previous_one_in_place(
     with pytest.raises(onnx_model.OnnxExportError) as missing:
         onnx_model.export_model(tmp_path / "absent")
     assert "make install" in str(missing.value)
+    # with a checked export already there, the message says it stays (not PyTorch)
+    marker = {"source": "{}", "min_cosine": 1.0, "versions": {"onnx": "ancienne"}}
+    (folder / "onnx" / onnx_model.ONNX_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    with pytest.raises(onnx_model.OnnxExportError) as kept:
+        onnx_model.export_model(folder)
+    assert "export précédent, vérifié, reste en place" in str(kept.value)
+    assert "PyTorch" not in str(kept.value) and onnx_model.exported(folder)
+
+
+def test_an_export_killed_midway_leaves_nothing_behind_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed export cannot clean up its staging folder (or the one it was replacing): the
+    next export removes those whose process is gone, and leaves a live process's alone."""
+    folder = _model_folder(tmp_path, onnx_file=b"previous")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = int(gone.stdout)
+    for name in (f".onnx-{dead}-x1y2", f".onnx-old-{dead}", f".onnx-{os.getppid()}-live"):
+        (folder / name).mkdir()
+        (folder / name / onnx_model.ONNX_FILE).write_bytes(b"half")
+    monkeypatch.setattr(onnx_model, "_load_torch_model", lambda path: object())
+    monkeypatch.setattr(onnx_model, "_trace", lambda model, target: target.write_bytes(b"new"))
+    monkeypatch.setattr(onnx_model, "_check", lambda model, target, path: 1.0)
+    report = onnx_model.export_model(folder, force=True)
+    assert not report.reused and (folder / "onnx" / onnx_model.ONNX_FILE).read_bytes() == b"new"
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == [f".onnx-{os.getppid()}-live", ".verified", "onnx"], left
 
 
 def test_gemma_uses_its_query_and_titled_document_prompts(gemma: GemmaEmbeddings) -> None:

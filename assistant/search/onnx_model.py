@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -118,16 +119,22 @@ def export_model(
     if announce:
         announce()
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=model_path))
+    remove_leftovers(model_path)
+    staging = Path(tempfile.mkdtemp(prefix=f".onnx-{os.getpid()}-", dir=model_path))
     staging.chmod(0o755)
     try:
         model = _load_torch_model(model_path)
         _trace(model, staging / ONNX_FILE)
         cosine = _check(model, staging / ONNX_FILE, model_path)
         if cosine < MIN_COSINE:
+            kept = (
+                "l'export précédent, vérifié, reste en place"
+                if exported(model_path)
+                else "l'assistant utilisera PyTorch"
+            )
             raise OnnxExportError(
                 f"Le modèle exporté en ONNX ne donne pas les vecteurs du modèle d'origine (cosinus "
-                f"{cosine:.6f} < {MIN_COSINE}) : export écarté, l'assistant utilisera PyTorch."
+                f"{cosine:.6f} < {MIN_COSINE}) : export écarté, {kept}."
             )
         marker = {
             "source": _source_stamp(model_path),
@@ -144,6 +151,34 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(folder, time.perf_counter() - started, cosine, reused=False)
+
+
+_LEFTOVER = re.compile(r"\.onnx-(?:old-)?(\d+)(?:-|$)")
+
+
+def remove_leftovers(model_path: Path) -> list[Path]:
+    """Remove the staging and replaced folders of an export whose process is gone (killed
+    before its own clean-up): ``.onnx-<pid>-…`` and ``.onnx-old-<pid>``. Returns them."""
+    removed = []
+    for path in model_path.glob(".onnx-*"):
+        match = _LEFTOVER.match(path.name)
+        if not match or not path.is_dir() or _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive, not ours to remove
+    return True
 
 
 def _load_torch_model(model_path: Path) -> Any:
