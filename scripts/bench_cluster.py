@@ -6,8 +6,8 @@ process A and drives it alone (phase 1), starts app process B and drives the sam
 over A and B (phase 2). Each app process has its own copy of the corpus and its own, empty,
 ``index/`` folder, as on two machines: the script checks that neither builds anything (the
 server's manifest names the same generation before and after). With ``--llm openai`` the
-syntheses are written by llama.cpp's OpenAI-compatible server (``python -m llama_cpp.server``,
-the project's GGUF model), one server shared by A and B.
+syntheses are written by llama.cpp's OpenAI-compatible server (``llama_cpp.server`` started by
+``python -m assistant.answer.model_server``, the project's GGUF model), one server shared by A and B.
 
 Load: ``--users`` simultaneous users spread over ``--workers`` client processes; each user asks
 ``--per-user`` questions of ``evals/qa.jsonl`` (answerable, asked alone), each in a new
@@ -143,7 +143,8 @@ def model_server(root: Path, settings: Settings, threads: int) -> Any:
 
     path = ensure_local_model(settings, progress=False)
     port = _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", MODEL_ALIAS]
+    command = [sys.executable, "-m", "assistant.answer.model_server", "--model", str(path)]
+    command += ["--model_alias", MODEL_ALIAS]
     command += ["--n_threads", str(threads), "--n_ctx", str(settings.llm_context), "--host", HOST]
     # By default llama.cpp's server ends the answer it is streaming as soon as another request
     # comes in (« [DONE] » sent early): with two app processes, each cut the other's synthesis

@@ -62,8 +62,11 @@ REWRITE_PROMPT = (
 def load_model(settings: Settings) -> Any:
     from llama_cpp import Llama
 
+    from assistant.answer.llm import safe_llama_loading
+
     path = ensure_local_model(settings)
-    return Llama(model_path=str(path), n_ctx=1024, n_threads=2, n_batch=256, verbose=False)
+    with safe_llama_loading():
+        return Llama(model_path=str(path), n_ctx=1024, n_threads=2, n_batch=256, verbose=False)
 
 
 def first_token_ids(model: Any, words: Sequence[str]) -> list[int]:

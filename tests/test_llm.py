@@ -452,3 +452,23 @@ def test_local_generations_are_serialised_and_deterministic(local: tuple) -> Non
     for thread in threads:
         thread.join(timeout=240)
     assert len(answers) == 2 and answers[0] == answers[1], answers
+
+
+def test_where_llama_cpp_uses_amx_models_load_without_its_extra_buffers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """llama.cpp's AMX matrix product crashes the process on the first token (issue #20824): a
+    build that uses AMX loads the weights without the extra buffers; other builds are untouched."""
+    from llama_cpp import llama_cpp as low_level
+
+    from assistant.answer import llm
+
+    default = low_level.llama_model_default_params
+    monkeypatch.setattr(llm, "amx_built_in", lambda: True)
+    with llm.safe_llama_loading():
+        assert low_level.llama_model_default_params().use_extra_bufts is False
+    assert low_level.llama_model_default_params is default
+    assert default().use_extra_bufts is True
+    monkeypatch.setattr(llm, "amx_built_in", lambda: False)
+    with llm.safe_llama_loading():
+        assert low_level.llama_model_default_params is default

@@ -20,6 +20,7 @@ tool calling.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import logging
@@ -278,6 +279,41 @@ _VARIANTS: dict[tuple[str, int, int, int], Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+def amx_built_in() -> bool:
+    """Whether this llama.cpp build multiplies with Intel AMX: compiled on a processor that has it
+    (pip compiles llama-cpp-python for the machine it installs on)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    return b"AMX_INT8 = 1" in (info if isinstance(info, bytes) else str(info).encode())
+
+
+@contextlib.contextmanager
+def safe_llama_loading() -> Iterator[None]:
+    """Models loaded inside this block do without llama.cpp's extra weight buffers when the build
+    uses AMX: its AMX matrix product crashes the whole process (segmentation fault in
+    ``ggml_backend_amx_mul_mat`` on the first token, llama.cpp issue #20824, reproduced on a
+    2-core Intel Xeon with AMX on 02/12/2026 with llama-cpp-python 0.3.36); without those buffers
+    the model runs on the AVX-512 kernels. Elsewhere (AVX2 machines) nothing changes."""
+    if not amx_built_in():
+        yield
+        return
+    from llama_cpp import llama_cpp as low_level
+
+    default = low_level.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    low_level.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        low_level.llama_model_default_params = default
+
+
 def _load_local(path: Path, settings: Settings) -> Any:
     """The chat model for ``path``, loading the weights only once per process.
 
@@ -291,24 +327,25 @@ def _load_local(path: Path, settings: Settings) -> Any:
             shared = _SharedLlama()
             started = time.perf_counter()
             try:
-                base = cls(
-                    model_path=str(path),
-                    n_ctx=settings.llm_context,
-                    n_threads=settings.llm_threads,
-                    n_batch=LOCAL_N_BATCH,
-                    max_tokens=settings.llm_max_tokens,
-                    temperature=0.0,
-                    # A repetition penalty would push the model away from copying passage
-                    # wording, and quotes are checked verbatim; greedy decoding stays.
-                    repeat_penalty=1.0,
-                    verbose=False,
-                    streaming=True,
-                    model_kwargs={
-                        "n_threads_batch": settings.llm_threads,
-                        "n_ubatch": LOCAL_N_BATCH,
-                    },
-                    shared=shared,
-                )
+                with safe_llama_loading():
+                    base = cls(
+                        model_path=str(path),
+                        n_ctx=settings.llm_context,
+                        n_threads=settings.llm_threads,
+                        n_batch=LOCAL_N_BATCH,
+                        max_tokens=settings.llm_max_tokens,
+                        temperature=0.0,
+                        # A repetition penalty would push the model away from copying passage
+                        # wording, and quotes are checked verbatim; greedy decoding stays.
+                        repeat_penalty=1.0,
+                        verbose=False,
+                        streaming=True,
+                        model_kwargs={
+                            "n_threads_batch": settings.llm_threads,
+                            "n_ubatch": LOCAL_N_BATCH,
+                        },
+                        shared=shared,
+                    )
             except Exception as exc:
                 raise LLMUnavailable(
                     f"Le modèle local n'a pas pu être chargé depuis {path} ({exc}). Le fichier est "
