@@ -284,8 +284,7 @@ def amx_built_in() -> bool:
     (pip compiles llama-cpp-python for the machine it installs on)."""
     import llama_cpp
 
-    info = llama_cpp.llama_print_system_info()
-    return b"AMX_INT8 = 1" in (info if isinstance(info, bytes) else str(info).encode())
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 @contextlib.contextmanager

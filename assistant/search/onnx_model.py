@@ -156,22 +156,16 @@ def export_model(
 _LEFTOVER = re.compile(r"\.onnx-(?:old-)?(\d+)(?:-|$)")
 
 
-def remove_leftovers(model_path: Path) -> list[Path]:
+def remove_leftovers(model_path: Path) -> None:
     """Remove the staging and replaced folders of an export whose process is gone (killed
-    before its own clean-up): ``.onnx-<pid>-…`` and ``.onnx-old-<pid>``. Returns them."""
-    removed = []
+    before its own clean-up): ``.onnx-<pid>-…`` and ``.onnx-old-<pid>``."""
     for path in model_path.glob(".onnx-*"):
         match = _LEFTOVER.match(path.name)
-        if not match or not path.is_dir() or _alive(int(match.group(1))):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+        if match and path.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

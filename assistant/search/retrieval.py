@@ -479,6 +479,10 @@ class Retriever:
         the index, and a new index means a new retriever)."""
         if scenario in self._scoped_cache:
             return self._scoped_cache[scenario]
+        if self.stored is not None:  # every vector is already in memory: no second read
+            mine = self._scenario_of[self.stored.owners] == scenario
+            self._scoped_cache[scenario] = [(self.stored.matrix[mine], self.stored.owners[mine].tolist())]
+            return self._scoped_cache[scenario]
         tables = []
         stores = [(self.vectorstore, False), (self.sentence_store, True)]
         for store, sentences in stores:
