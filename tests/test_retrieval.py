@@ -275,6 +275,13 @@ COMPARISONS = [
         # One scenario named: « quelles options » are that scenario's, not a comparison.
         ("Quelles options la fiche ENTPE laisse-t-elle ouvertes ?", False),
         ("Quelle est la mission du CMA ?", False),
+        # A scenario noun spread over all of them by a quantifier.
+        ("Que prévoit chaque fiche pour la veille ?", True),
+        ("Selon les différents scénarios, où travailleraient les agents ?", True),
+        ("Que disent les synthèses des trois fiches ?", True),
+        ("Que deviendrait le site internet pour chaque établissement d'accueil ?", True),
+        ("Chaque agent garderait-il son poste ?", False),
+        ("Quelle structure d'accueil la note propose-t-elle ?", False),
     ],
 )
 def test_asking_which_scenario_is_asking_about_each(question: str, compare: bool) -> None:
