@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.answer.answerability import _place_names
 from assistant.answer.citations import claim_terms, find_quotes, passage_terms, quote_is_verbatim
 from assistant.answer.pipeline import AnswerPipeline
 from assistant.evaluation.answers import evaluate_answers, summarize_answers
@@ -80,6 +81,36 @@ def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
         ],
     )
     assert not follow_up.refused
+
+
+@pytest.mark.parametrize(
+    ("question", "answered"),
+    [
+        # The best passages name the Université Gustave Eiffel (no place); the only town found
+        # (« Lyon, site universitaire majeur ») is in a lower passage on something else.
+        ("Où se tiendrait la revue des formations par le numérique ?", False),
+        ("Où aurait lieu la formation des acteurs de la pédagogie ?", False),
+        # Paraphrases sharing no word with the passage that locates them: still answered.
+        ("Dans quelles villes travaillent aujourd'hui les agents du centre ?", True),
+        ("Où le grand rendez-vous annuel de la formation en ligne pourrait-il se tenir ?", True),
+    ],
+)
+def test_a_place_asked_without_a_name_is_read_in_a_passage_about_the_question(
+    default_retriever: Retriever, question: str, answered: bool
+) -> None:
+    answer = AnswerPipeline(default_retriever.settings, default_retriever).answer(question)
+    assert answer.refused is not answered, answer.text
+    if not answered:
+        assert "aucun lieu" in answer.text and not answer.citations
+
+
+def test_the_first_words_of_longer_proper_names_are_no_places() -> None:
+    texts = [
+        "Rattaché à Gustave Eiffel, dans le Centre d'Innovation Pédagogique, il reste basé à Aix.",
+        "Les rencontres de Lyon ; l'équipe de Villeneuve d'Ascq ; le site de Salon de Provence.",
+        "Administration de la plateforme du CMA de l'ENTPE.",
+    ]
+    assert _place_names(texts) == {"aix", "lyon", "villeneuve", "ascq", "salon", "provence"}
 
 
 # -- the real local model ---------------------------------------------------------------------

@@ -38,7 +38,7 @@ from assistant.answer.extractive import CorpusStats, topic_terms
 from assistant.domain import SECTIONS
 from assistant.schema import History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, detect_scenarios, points_back
-from assistant.search.retrieval import domain_similarity_threshold
+from assistant.search.retrieval import domain_similarity_threshold, place_evidence_rank
 from assistant.text import analyze, content_terms, fold
 
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
@@ -266,15 +266,14 @@ class Assessor:
     def __init__(self, stats: CorpusStats, retriever: Any) -> None:
         self.stats = stats
         self.min_similarity = domain_similarity_threshold(retriever.settings.embedder)
+        self.place_rank = place_evidence_rank(retriever.settings.embedder)
         # Every word the dossier writes (folded), to tell whether a name the question uses is in it.
         self.words: set[str] = set()
         for passage in stats.passages:
             self.words.update(_WORD.findall(_folded(f"{passage.label} {passage.text}")))
         # Place names as the dossier writes them (« basés à Aix », « site de Villeneuve d'Ascq »):
         # a unit that names one of these, bare (« Lyon, site universitaire majeur »), names a place.
-        self.places = {
-            fold(name) for p in stats.passages for name in PLACE_NAME.findall(p.text) if not name.isupper()
-        }
+        self.places = _place_names([p.text for p in stats.passages])
         self.sections_by_scenario: dict[str, set[str]] = {}
         for record in retriever.records:
             meta = record.metadata
@@ -394,8 +393,14 @@ class Assessor:
         if entities:  # what the question names may sit outside the retrieved passages
             space += [p for p in self.stats.passages if any(_mentions(e, p.text, p) for e in entities)]
 
-        def found(test: Any, focus: set[str] | None = None) -> bool:
-            for passage in space:
+        def found(test: Any, focus: set[str] | None = None, about: set[str] | None = None) -> bool:
+            for rank, passage in enumerate(space):
+                if (
+                    about is not None
+                    and rank >= (self.place_rank or 0)
+                    and not (content_terms(f"{passage.label} {passage.text}") & about)
+                ):
+                    continue
                 for unit in _units(passage):
                     if entities and not any(_mentions(e, unit, passage) for e in entities):
                         continue
@@ -468,7 +473,9 @@ class Assessor:
         if DATE_Q.search(part) and not found(lambda u: bool(DATE.search(_folded(u))), near):
             return "il ne donne aucune date pour ce point" + named
         if (PLACE_Q.search(part) or WHERE_Q.search(original)) and not found(
-            _locates if entities else self._names_place
+            _locates if entities else self._names_place,
+            # Named nothing: the place must be in a passage about the question (``place_rank``).
+            about=focus if not entities and self.place_rank is not None else None,
         ):
             return "il ne nomme aucun lieu pour ce point" + named
         if PERCENT_Q.search(part) and not found(lambda u: bool(PERCENT.search(u)), near):
@@ -502,6 +509,23 @@ class Assessor:
 def _previous_question(history: History | None) -> str:
     exchanges = as_exchanges(history)
     return exchanges[-1].question if exchanges else ""
+
+
+def _place_names(texts: Sequence[str]) -> set[str]:
+    """The names written after « à », « de »… (folded), except acronyms and the first words of
+    longer proper names: a name the texts never write without another capitalised word after it
+    (« de Gustave Eiffel », « d'Innovation Pédagogique ») is part of a body's name, not a place.
+    The dossier's list loses « Gustave » and « Innovation » and keeps its towns. With the place
+    read in a passage about the question (``place_evidence_rank``, data/retrieval.toml, where the
+    figures are), this is what refuses « Où se réunirait le comité de suivi des activités ? »:
+    its best passage names the Université Gustave Eiffel and no place."""
+    candidates = {name for text in texts for name in PLACE_NAME.findall(text) if not name.isupper()}
+    alone: set[str] = set()
+    for name in candidates:
+        pattern = re.compile(rf"\b{re.escape(name)}\b(?!\s+[A-ZÀ-Ý])")
+        if any(pattern.search(text) for text in texts):
+            alone.add(fold(name))
+    return alone
 
 
 def _locates(unit: str) -> bool:

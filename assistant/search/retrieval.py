@@ -133,6 +133,13 @@ def default_lexical_weight(embedder: str) -> float:
     return float(weights.get(embedder, weights["other"]))
 
 
+def place_evidence_rank(embedder: str) -> int | None:
+    """How many of the first passages may locate a question that names nothing without sharing
+    a word with it; ``None`` where the rule was not kept for ``embedder`` (``data/retrieval.toml``)."""
+    value = _tuning_data()["place_evidence_rank"].get(embedder)
+    return None if value is None else int(value)
+
+
 def domain_similarity_threshold(embedder: str) -> float | None:
     """Below this similarity to the dossier's centroid, a question is outside the dossier's
     domain; ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
