@@ -192,3 +192,25 @@ def test_synthetic_libraries_are_deterministic(synth, small_dossier) -> None:  #
     two = list(synth.synthetic_documents(3, seed=5, corpus_dir=corpus, evidence=[dev]))
     other = list(synth.synthetic_documents(3, seed=6, corpus_dir=corpus, evidence=[dev]))
     assert one == two and one != other
+
+
+def test_an_unbuilt_size_past_the_exact_search_limit_is_extrapolated_from_chromas_timings() -> None:
+    bench = _script("bench_scale")
+    common = {"embedder": "use", "texts_per_s": 400.0, "encode_p95_ms": 6.0}
+
+    def row(factor: int, exact: bool, local: float, chroma: float) -> dict[str, object]:
+        timings = {k: local for k in ("p50_ms", "p95_ms", "index_p50_ms", "index_p95_ms")}
+        timings |= {f"chroma_{k}": chroma for k in ("p50_ms", "p95_ms", "index_p50_ms", "index_p95_ms")}
+        sizes = {"documents": 4 * factor, "passages": 104 * factor, "sentences": 250 * factor}
+        costs = {
+            "embedded_texts": 354 * factor,
+            "build_s": factor,
+            "embedding_s": factor,
+            "peak_rss_mb": 100 + factor,
+        }
+        return {"factor": factor, "exact_search": exact, **common, **timings, **sizes, **costs}
+
+    # 10x searched in memory (2.6 ms; 20.2 ms through Chroma), 100x through Chroma (27.4 ms).
+    far = bench.extrapolated([row(10, True, 2.6, 20.2), row(100, False, 27.4, 27.4)], 1000)
+    assert not far["exact_search"]
+    assert 30 < far["index_p95_ms"] < 45  # a mix of the two ways of searching would give ~290
