@@ -4,14 +4,17 @@ first ``--limit N`` questions, or the first ``--per-kind N`` questions of each k
     python scripts/eval_llm.py [--limit N | --per-kind N] [--max-tokens 320] [--out runs/llm-local]
                                [--thresholds evals/thresholds.json] [--gate]
 
-The run is the one ``assistant eval --mode answer --llm local`` makes (``evaluation.evaluate.run_set``:
-the answers are streamed, so the time to the first token is measured), checked against the
-``answer.local`` thresholds of ``evals/thresholds.json`` (the issue's targets for the local
-model). Prints, in French, the summary table with each target, the time to the first token
-(médiane, p95), the generation speed (tokens/s, counted with the model's own tokenizer) and the
-gate's verdict; ``--out`` writes the run folder (results, summary, reports) that
-``assistant eval compare`` reads; ``--gate`` exits with 1 when a target is missed.
-On 2 cores a question takes ~30 s to 1 min: the whole set is long.
+The run is the one ``assistant eval --mode answer --llm local`` makes
+(``evaluation.evaluate.run_set``: the answers are streamed, so the time to the first token is
+measured), checked against the ``answer.local`` thresholds of ``evals/thresholds.json`` (the
+issue's targets for the local model). The same questions are also answered by the extractive
+backend, printed beside: on a subset (``--limit``, ``--per-kind``), facts and citations are gated
+on those figures (the issue's target: at least the extractive backend's), the file's floors being
+the whole set's. Prints, in French, the summary table with each target, the time to the first
+token (médiane, p95), the generation speed (tokens/s, counted with the model's own tokenizer) and
+the gate's verdict; ``--out`` writes the run folder (results, summary, reports) that ``assistant
+eval compare`` reads; ``--gate`` exits with 1 when a target is missed. On 2 cores (02/12/2026) a question took
+1.5 s (median) to 9.4 s (p95) with its synthesis: 35 questions in about 4 minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from assistant.answer.model_files import ensure_local_model  # noqa: E402
 from assistant.evaluation.answers import ANSWER_KEYS  # noqa: E402
 from assistant.evaluation.compare import (  # noqa: E402
     ThresholdError,
+    check_gate,
     default_thresholds_path,
     format_gate,
     gate_limits,
@@ -43,6 +47,8 @@ from assistant.service import Assistant  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 BACKEND = "local"
+# Compared with the extractive backend on the same questions when the run is a subset.
+SAME_QUESTIONS = ("fact_coverage", "citation_precision")
 
 
 def target(limits: dict[str, dict[str, float]], key: str) -> str:
@@ -118,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
     )
     results, summary = run.results, run.summary
+    # The issue's target for the model: facts and citations at least the extractive backend's
+    # on the same questions. Measured here rather than read from the thresholds file, whose
+    # floors are the whole set's: on a subset (--limit, --per-kind) they are another set's.
+    verbatim_only = Assistant(settings.replace(llm="extractive"), index)
+    extractive = run_set(verbatim_only, cases, "answer", set_path=set_path).summary
+    subset = bool(args.limit or args.per_kind)
+    if subset and run.info.get("gate"):
+        same = {key: {"min": float(extractive[key])} for key in SAME_QUESTIONS if key in extractive}
+        checks = check_gate(summary, {**limits, **same})
+        run.info["gate"] = {**run.info["gate"], "passed": all(c["ok"] for c in checks), "checks": checks}
 
     print(
         f"Modèle : {Path(settings.llm_model_path or '').name} ({settings.llm_threads} fils, "
@@ -125,15 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Questions : {summary['questions']}  (charge de la machine : {os.getloadavg()[0]:.2f})")
     print()
-    print("| mesure | valeur | cible |")
-    print("|---|---|---|")
+    print("| mesure | modèle local | extractif, mêmes questions | cible |")
+    print("|---|---|---|---|")
     answerable = sum(1 for r in results if r["answerable"])
     for key in ANSWER_KEYS:
         empty = (key == "refusal_accuracy" and answerable == len(results)) or (
             key != "refusal_accuracy" and key != "quote_fidelity" and not answerable
         )
         value = "— (aucune question concernée)" if empty else f"{summary[key]:.3f}"
-        print(f"| {key} | {value} | {target(limits, key)} |")
+        plain = "—" if empty else f"{extractive[key]:.3f}"
+        same = subset and key in SAME_QUESTIONS
+        goal = f"≥ extractif ({extractive[key]:.3f})" if same else target(limits, key)
+        print(f"| {key} | {value} | {plain} | {goal} |")
     timings = {
         "verbatim_p50_ms": "réponse mot pour mot, médiane (ms)",
         "verbatim_p95_ms": "réponse mot pour mot, p95 (ms)",
@@ -144,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     for key, label in timings.items():
         if key in summary:
-            print(f"| {label} | {summary[key]:.0f} | {target(limits, key)} |")
+            plain = f"{extractive[key]:.0f}" if key.startswith("verbatim") and key in extractive else "—"
+            print(f"| {label} | {summary[key]:.0f} | {plain} | {target(limits, key)} |")
     if "synthesis_kept_share" in summary:
         share, goal = summary["synthesis_kept_share"], target(limits, "synthesis_kept_share")
-        print(f"| phrases de synthèse vérifiées et gardées | {share:.3f} | {goal} |")
+        print(f"| phrases de synthèse vérifiées et gardées | {share:.3f} | — | {goal} |")
     with_synthesis = sum(1 for r in results if r.get("synthesis_kept"))
     asked = sum(1 for r in results if "synthesis_checked" in r or "llm_timeout" in r["flags"])
     timeouts = sum(1 for r in results if "llm_timeout" in r["flags"])
