@@ -104,6 +104,7 @@ PLACE_Q = re.compile(
 # est » (a state) and « où » after a noun (« les cursus où l'on travaille »).
 WHERE_Q = re.compile(r"(?:^|[,;:?!]\s*|\b(?:et|mais|alors|donc)\s+)(?<!')[Oo]ù\b(?!\s+en\s)|\b[Oo]ù\s*\?")
 _CAPITALISED = re.compile(r"\b[A-ZÀ-Ý][\wÀ-ÿ-]+")
+_FOLLOWED = re.compile(r"\s+[A-ZÀ-Ý]")  # another capitalised word next: part of a longer name
 PLACE_NAME = re.compile(r"(?:\bà|\bau|\ben|\bde|\bd')\s*([A-ZÀ-Ý][\wÀ-ÿ-]+)")
 # A share (« Quel pourcentage… », « Quelle part des agents… ») and its evidence.
 PERCENT_Q = re.compile(r"\b(pourcentage|proportion|taux)\b|\bquelle part\b|\bpour cent\b|%")
@@ -520,12 +521,15 @@ def _place_names(texts: Sequence[str]) -> set[str]:
     figures are), this is what refuses « Où se réunirait le comité de suivi des activités ? »:
     its best passage names the Université Gustave Eiffel and no place."""
     candidates = {name for text in texts for name in PLACE_NAME.findall(text) if not name.isupper()}
-    alone: set[str] = set()
-    for name in candidates:
-        pattern = re.compile(rf"\b{re.escape(name)}\b(?!\s+[A-ZÀ-Ý])")
-        if any(pattern.search(text) for text in texts):
-            alone.add(fold(name))
-    return alone
+    # One pass over the texts (a library's start-up reads thousands of them): every capitalised
+    # word written with no capitalised word after it.
+    alone = {
+        m.group(0)
+        for text in texts
+        for m in _CAPITALISED.finditer(text)
+        if not _FOLLOWED.match(text, m.end())
+    }
+    return {fold(name) for name in candidates & alone}
 
 
 def _locates(unit: str) -> bool:
