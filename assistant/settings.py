@@ -35,15 +35,17 @@ class Settings:
     # "st:<local model path>" (sentence-transformers) or "st:minilm".
     embedder: str = "gemma"
     embed_threads: int = 2
-    # EmbeddingGemma's questions: "auto" encodes them in bfloat16 where the processor computes it
-    # natively (avx512_bf16 / amx_bf16), else in float32 ("bf16", "fp32" force one). Passages
-    # are always encoded in float32 (the index keeps full-precision vectors). On the 2-core dev
-    # machine (README « Vitesse »), bfloat16 questions: retrieval p95 250 → 144 ms, the same
-    # hit@5 / mrr@10 on the four question sets, a vector within cosine 0.998 of float32's.
+    # EmbeddingGemma's questions. Under ONNX Runtime (the default), "auto" encodes a question in
+    # float32 when it is alone and with the 8-bit graph when others are being encoded at the same
+    # moment ("fp32", "int8" force one; ``GemmaOnnxEmbeddings`` has the figures). Under torch,
+    # "auto" encodes them in bfloat16 where the processor computes it natively (avx512_bf16 /
+    # amx_bf16), else in float32 ("bf16", "fp32" force one; "int8" is float32 there): on the
+    # 2-core dev machine (README « Vitesse »), retrieval p95 250 → 144 ms, the same hit@5 / mrr@10
+    # on the four question sets. Passages are always encoded in float32.
     query_precision: str = "auto"
     # How EmbeddingGemma runs: "auto" = ONNX Runtime when ``make install`` has exported and
     # checked the model (same vectors, a question encoded ~2× faster: README « Vitesse »), else
-    # torch; "onnx" or "torch" force one (``query_precision`` only concerns torch).
+    # torch; "onnx" or "torch" force one.
     embedder_runtime: str = "auto"
     chroma_host: str | None = None
     chroma_port: int = 8000
@@ -258,10 +260,10 @@ class Settings:
                 f"Valeur inconnue pour ASSISTANT_EMBEDDER : « {self.embedder} » "
                 "(valeurs possibles : gemma, e5, use, st:minilm, st:<chemin d'un modèle local>)."
             )
-        if self.query_precision not in {"auto", "bf16", "fp32"}:
+        if self.query_precision not in {"auto", "bf16", "fp32", "int8"}:
             raise SettingsError(
                 f"Valeur inconnue pour ASSISTANT_QUERY_PRECISION : « {self.query_precision} » "
-                "(valeurs possibles : auto, bf16, fp32)."
+                "(valeurs possibles : auto, bf16, fp32, int8)."
             )
         if self.embedder_runtime not in {"auto", "onnx", "torch"}:
             raise SettingsError(

@@ -6,7 +6,9 @@ The export (``assistant/search/onnx_model.py``) takes ~60 s and ~2.8 GB of memor
 first time; afterwards, while the weights and the libraries it was made with are unchanged, a read
 of its marker (~0.1 s). Without an export the assistant still works, on torch, about twice as slow
 to encode a question: a failed export is a warning (exit 0) unless ``--strict`` (the tests' install,
-which tests the export) makes it an error (exit 1). Messages in French.
+which tests the export) makes it an error (exit 1). Then the 8-bit graph for questions asked while
+others are being encoded (``quantize_for_queries``, ~45 s the first time); without it, every
+question is encoded in float32: a warning too, unless ``--strict``. Messages in French.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from assistant.search.onnx_model import OnnxExportError, export_model, exported  # noqa: E402
+from assistant.search.onnx_model import (  # noqa: E402
+    OnnxExportError,
+    export_model,
+    exported,
+    quantize_for_queries,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +70,32 @@ def main(argv: list[str] | None = None) -> int:
             f"Export ONNX d'EmbeddingGemma prêt dans {report.folder} "
             f"({time.perf_counter() - started:.0f} s ; "
             f"mêmes vecteurs que le modèle d'origine : cosinus {report.min_cosine:.6f})."
+        )
+    return _quantize(args)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    """The 8-bit graph for questions, from the export just checked."""
+    started = time.perf_counter()
+    try:
+        report = quantize_for_queries(args.model, force=args.force)
+    except KeyboardInterrupt:
+        print("Interrompu : version 8 bits abandonnée, rien d'écrit.", file=sys.stderr)
+        return 130
+    except (OnnxExportError, OSError, RuntimeError, ImportError, ValueError) as exc:
+        message = (
+            exc
+            if isinstance(exc, OnnxExportError)
+            else f"la version 8 bits des questions a échoué ({type(exc).__name__} : {exc})"
+        )
+        print(f"{'Erreur' if args.strict else 'Avertissement'} : {message}", file=sys.stderr, flush=True)
+        if not args.strict:
+            print("Les questions seront toutes calculées en float32 (un peu plus lentement sous charge).")
+        return 1 if args.strict else 0
+    if not report.reused:
+        print(
+            f"Version 8 bits d'EmbeddingGemma pour les questions prête dans {report.folder} "
+            f"({time.perf_counter() - started:.0f} s ; cosinus {report.min_cosine:.4f} avec le float32)."
         )
     return 0
 

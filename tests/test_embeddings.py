@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -237,12 +238,116 @@ def test_onnx_runtime_gives_the_torch_models_vectors(
     # one at a time, in one batch (the short one padded), and from several threads at once
     alone = np.array([gemma_onnx.embed_query(q) for q in questions])
     batch = np.array(gemma_onnx.embed_queries(questions))
+    # from several threads at once (in float32: by default, questions encoded while others are
+    # take the 8-bit graph, tested below)
+    float32 = GemmaOnnxEmbeddings(str(GEMMA_FOLDER), query_precision="fp32")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        threaded = np.array(list(pool.map(gemma_onnx.embed_query, questions * 3)))
+        threaded = np.array(list(pool.map(float32.embed_query, questions * 3)))
     for got in (alone, batch, threaded[:2], threaded[-2:]):
         assert float(np.min(np.sum(got * expected_q, axis=1))) > 0.9999
     documents = np.array(gemma_onnx.embed_documents(passages))
     assert float(np.min(np.sum(documents * expected_p, axis=1))) > 0.9999
+
+
+def test_the_8_bit_graph_for_questions_is_checked_against_the_export() -> None:
+    assert onnx_model.quantized(GEMMA_FOLDER)
+    marker = json.loads((onnx_model.int8_folder(GEMMA_FOLDER) / onnx_model.ONNX_MARKER).read_text())
+    assert marker["min_cosine"] >= onnx_model.MIN_INT8_COSINE
+    assert marker["source"] == (GEMMA_FOLDER / "onnx" / onnx_model.ONNX_MARKER).read_text()
+    # 8-bit weights: well under the float32 export's size
+    size = sum(f.stat().st_size for f in onnx_model.int8_folder(GEMMA_FOLDER).iterdir())
+    exported_size = sum(f.stat().st_size for f in (GEMMA_FOLDER / "onnx").iterdir())
+    assert size < exported_size / 3
+    report = onnx_model.quantize_for_queries(GEMMA_FOLDER)  # already there: a read of its marker
+    assert report.reused
+
+
+def test_a_question_alone_is_encoded_in_float32_and_8_bit_only_while_others_are(
+    gemma_onnx: GemmaOnnxEmbeddings,
+) -> None:
+    question = "Quelles limites pour les finances du scénario ENTPE ?"
+    assert gemma_onnx.query_precision == "auto"
+    full = gemma_onnx._encoder.encode([gemma_onnx._query_prompt + question])[0]
+    alone = np.array(gemma_onnx.embed_query(question))
+    assert float(alone @ full) > 0.9999
+    with gemma_onnx.question() as first:  # another question is being encoded…
+        assert first is gemma_onnx._encoder
+        with gemma_onnx.question() as second:  # …so this one takes the 8-bit graph
+            assert second is gemma_onnx._quantized
+            crowded = np.array(gemma_onnx.embed_queries([question], second)[0])
+    assert 0.95 < float(crowded @ full) < 0.9999  # close, and really another graph
+    with gemma_onnx.question() as after:  # alone again
+        assert after is gemma_onnx._encoder
+    # a follow-up's texts, encoded side by side, all take the graph chosen for the question
+    retriever_texts = [question, f"{question} — Et pour l'UGE ?"]
+    with gemma_onnx.question() as busy, ThreadPoolExecutor(max_workers=2) as pool:
+        vectors = list(pool.map(lambda t: gemma_onnx.embed_queries([t], busy)[0], retriever_texts))
+    assert float(np.array(vectors[0]) @ full) > 0.9999
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_query_precision_forces_one_graph(precision: str) -> None:
+    model = GemmaOnnxEmbeddings(str(GEMMA_FOLDER), query_precision=precision)
+    with model.question() as chosen:
+        assert chosen is (model._quantized if precision == "int8" else model._encoder)
+    Settings(query_precision=precision).validate()
+    assert resolve_query_precision("int8") == "fp32"  # torch has no 8-bit graph here
+
+
+def test_without_an_8_bit_graph_every_question_is_float32_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "embeddinggemma-300m"
+    folder.mkdir()
+    for item in GEMMA_FOLDER.iterdir():
+        if item.name != onnx_model.INT8_FOLDER:
+            (folder / item.name).symlink_to(item)
+    with caplog.at_level("WARNING"):
+        model = GemmaOnnxEmbeddings(str(folder))
+    assert model.query_precision == "fp32" and "8 bits" in caplog.text
+    with model.question(), model.question() as crowded:
+        assert crowded is model._encoder
+    # an 8-bit graph made from another export is not used
+    stale = folder / onnx_model.INT8_FOLDER
+    stale.mkdir()
+    (stale / onnx_model.ONNX_FILE).write_bytes(b"x")
+    marker = {"source": "un autre export", "min_cosine": 0.99}
+    (stale / onnx_model.ONNX_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    assert not onnx_model.quantized(folder)
+
+
+def test_an_8_bit_graph_that_drifts_is_refused_and_nothing_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "embeddinggemma-300m"
+    folder.mkdir()
+    for item in GEMMA_FOLDER.iterdir():
+        if item.name != onnx_model.INT8_FOLDER:
+            (folder / item.name).symlink_to(item)
+
+    class Drifting(onnx_model.OnnxEncoder):
+        """The graph being checked (given by its path) encodes every text the wrong way."""
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            vectors = super().encode(texts)
+            return -vectors if self.checked else vectors
+
+        def __init__(self, model_path: Path, threads: int = 2, path: Path | None = None) -> None:
+            super().__init__(model_path, threads)  # the export's graph, whatever the path
+            self.checked = path is not None
+
+    import onnxruntime.quantization
+
+    written: list[str] = []
+    monkeypatch.setattr(onnx_model, "OnnxEncoder", Drifting)
+    monkeypatch.setattr(
+        onnxruntime.quantization, "quantize_dynamic", lambda source, target, **options: written.append(target)
+    )
+    with pytest.raises(onnx_model.OnnxExportError) as caught:
+        onnx_model.quantize_for_queries(folder)
+    assert "8 bits" in str(caught.value) and "float32" in str(caught.value)
+    assert written and not onnx_model.quantized(folder)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".onnx-") or p.name == onnx_model.INT8_FOLDER]
 
 
 def _model_folder(tmp_path: Path, onnx_file: bytes) -> Path:

@@ -11,6 +11,7 @@ because no such model ships in a registry package here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
@@ -367,9 +368,14 @@ class Retriever:
         batch = getattr(self.embeddings, "embed_queries", None)
         if batch is None:
             return [self.embeddings.embed_query(t) for t in texts]
-        if len(texts) > 1 and getattr(self.embeddings, "concurrent_queries", False):
-            return [vectors[0] for vectors in _QUERY_POOL.map(lambda t: batch([t]), texts)]
-        return batch(list(texts))
+        # An embedder that picks its graph per question (``GemmaOnnxEmbeddings.question``) picks
+        # it once for all of this question's texts.
+        question = getattr(self.embeddings, "question", None)
+        with question() if question is not None else contextlib.nullcontext() as encoder:
+            chosen = {"encoder": encoder} if encoder is not None else {}
+            if len(texts) > 1 and getattr(self.embeddings, "concurrent_queries", False):
+                return [vectors[0] for vectors in _QUERY_POOL.map(lambda t: batch([t], **chosen), texts)]
+            return batch(list(texts), **chosen)  # type: ignore[no-any-return]
 
     def _allowed(self, scenarios: Sequence[str] | None, sections: Sequence[str] | None) -> np.ndarray | None:
         if not scenarios and not sections:
