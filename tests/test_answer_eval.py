@@ -90,6 +90,9 @@ def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
         # (« Lyon, site universitaire majeur ») is in a lower passage on something else.
         ("Où se tiendrait la revue des formations par le numérique ?", False),
         ("Où aurait lieu la formation des acteurs de la pédagogie ?", False),
+        # A lower passage shares one of the dossier's most common words (« ministère ») and names
+        # a platform after « de »: too little of the question's topic (``PLACE_TOPIC_COVERAGE``).
+        ("Où aurait lieu le suivi trimestriel entre le ministère et le centre ?", False),
         # Paraphrases sharing no word with the passage that locates them: still answered.
         ("Dans quelles villes travaillent aujourd'hui les agents du centre ?", True),
         ("Où le grand rendez-vous annuel de la formation en ligne pourrait-il se tenir ?", True),

@@ -105,6 +105,17 @@ PLACE_Q = re.compile(
 WHERE_Q = re.compile(r"(?:^|[,;:?!]\s*|\b(?:et|mais|alors|donc)\s+)(?<!')[Oo]ù\b(?!\s+en\s)|\b[Oo]ù\s*\?")
 _CAPITALISED = re.compile(r"\b[A-ZÀ-Ý][\wÀ-ÿ-]+")
 _FOLLOWED = re.compile(r"\s+[A-ZÀ-Ý]")  # another capitalised word next: part of a longer name
+# How much of a « où » question's topic words (IDF-weighted, the words themselves) a passage
+# outside the first ``place_evidence_rank`` must hold for the place it names to answer. Sharing one
+# word was enough before, and the dossier's most common words let another subject's place through:
+# « Où se déroulerait le dialogue périodique entre le ministère et la structure d'accueil ? » (dev
+# q202) got the COSA passage, located by a row on the Mentor platform « réservée au ministère ».
+# Development set (`assistant eval evals/qa.jsonl --mode answer --llm extractive`), 02/12/2026:
+# refusal 0.880 with any shared word (before) and at 0.1 or 0.15, 0.900 at 0.25, 0.35 and 0.5
+# (q202), no false refusal at any value;
+# the most lenient of the plateau. Blind sets read once: refusal blind 0.943, blind2 0.940,
+# heldout 0.833, facts and citations unchanged, false refusals unchanged (0, 0, 0.029).
+PLACE_TOPIC_COVERAGE = 0.25
 PLACE_NAME = re.compile(r"(?:\bà|\bau|\ben|\bde|\bd')\s*([A-ZÀ-Ý][\wÀ-ÿ-]+)")
 # A share (« Quel pourcentage… », « Quelle part des agents… ») and its evidence.
 PERCENT_Q = re.compile(r"\b(pourcentage|proportion|taux)\b|\bquelle part\b|\bpour cent\b|%")
@@ -396,11 +407,7 @@ class Assessor:
 
         def found(test: Any, focus: set[str] | None = None, about: set[str] | None = None) -> bool:
             for rank, passage in enumerate(space):
-                if (
-                    about is not None
-                    and rank >= (self.place_rank or 0)
-                    and not (content_terms(f"{passage.label} {passage.text}") & about)
-                ):
+                if about is not None and rank >= (self.place_rank or 0) and not self._about(passage, about):
                     continue
                 for unit in _units(passage):
                     if entities and not any(_mentions(e, unit, passage) for e in entities):
@@ -488,6 +495,16 @@ class Assessor:
             if action and not found(lambda u: bool(content_terms(u) & action)):
                 return "il ne décrit pas cette démarche" + named
         return None
+
+    def _about(self, passage: Passage, about: set[str]) -> bool:
+        """Whether the passage is about the question: it writes enough of its topic words weighted
+        by rarity (``PLACE_TOPIC_COVERAGE``), not merely one of the dossier's common words; words
+        of the same concept class do not count (with them, ``CorpusStats.coverage``, a passage on
+        the CIPEN's teacher training located « Où aurait lieu la formation des acteurs de la
+        pédagogie ? » in another that shares none of its words)."""
+        shared = content_terms(f"{passage.label} {passage.text}") & about
+        total = sum(self.stats.idf(t) for t in about)
+        return bool(shared) and sum(self.stats.idf(t) for t in shared) >= PLACE_TOPIC_COVERAGE * total
 
     def _names_place(self, unit: str) -> bool:
         """A place in the unit: after « à », « site de »…, or a place name of the dossier written
