@@ -72,6 +72,13 @@ def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
     # a far paraphrase, with no word of its passage, is still answered
     paraphrase = pipeline.answer("De quelles entités l'établissement candidat est-il né ?")
     assert not paraphrase.refused and paraphrase.citations
+    # a short question written only in the dossier's words lies as far from its centroid, but
+    # brings nothing from elsewhere: left to the other checks, and answered
+    short = pipeline.answer("Où sont basés aujourd'hui les agents ?")
+    assert not short.refused and "Aix" in short.text, short.text
+    # a word the dossier never writes (« piscine », « horaires ») keeps the refusal
+    pool = pipeline.answer("Quels sont les horaires de la piscine à Lyon ?")
+    assert pool.refused and not pool.citations, pool.text
     # a follow-up is never judged on its own words
     follow_up = pipeline.answer(
         "Lesquelles exactement ?",

@@ -312,7 +312,7 @@ class Assessor:
         context = f"{question} {previous}" if previous else intent.standalone
         reason = (
             self.empty_section(intent)
-            or self.off_domain(intent, domain_similarity)
+            or self.off_domain(intent, domain_similarity, context)
             or self.off_topic(context)
             or self.unknown_names(question)
         )
@@ -347,15 +347,21 @@ class Assessor:
             return f"le document {label} n'a aucun texte dans sa partie {SECTIONS.get(section, section)}"
         return None
 
-    def off_domain(self, intent: QueryIntent, similarity: float | None) -> str | None:
+    def off_domain(self, intent: QueryIntent, similarity: float | None, question: str = "") -> str | None:
         """A question on its own far in meaning from what the dossier is about (its similarity to
         the centroid of the dossier's passages below the embedder's measured threshold): outside
         the dossier, whatever word it shares with it (« Que visiter à Salon-de-Provence ? »). A
         follow-up is left to the other checks: its own words (« Lesquels ? ») say little
-        without the conversation."""
+        without the conversation. So is a question written only in the dossier's own words: a
+        short one (« Où sont basés aujourd'hui les agents ? », dev q203) lies as far from the
+        centroid as the everyday ones, and every everyday question of the development set brings
+        words the dossier never writes (« météo », « train », « marché »…)."""
         if self.min_similarity is None or similarity is None or intent.follow_up:
             return None
         if similarity >= self.min_similarity:
+            return None
+        asked = content_terms(question) - TYPE_TERMS
+        if asked and all(self.stats.known(t) for t in asked):
             return None
         return "la question sort de son sujet (l'avenir du CMA et les scénarios de son rattachement)"
 
