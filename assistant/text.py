@@ -60,14 +60,16 @@ def split_sentences(text: str) -> list[str]:
 
 
 # French stop words (folded). Short words of no retrieval value, plus the question words a
-# user types (« quelles », « pourquoi ») which would otherwise match random passages.
+# user types (« quelles », « pourquoi ») which would otherwise match random passages. « parmi »
+# (general French, a preposition) since dev q205: « Lesquelles parmi les universités ? » counted it
+# as a topic word and was not read as a follow-up.
 STOP_WORDS = frozenset(
     """
     a au aux avec ce ces cet cette dans de des du elle elles en et eux il ils je la le les leur
     leurs lui ma mais me meme mes moi mon ne nos notre nous on ou par pas pour qu que qui sa se
     ses son sur ta te tes toi ton tu un une vos votre vous c d j l m n s t y ete etre est sont
     ont a avoir fait faire comme plus tres aussi ainsi donc alors si sans sous entre vers chez
-    tout tous toute toutes autre autres quel quelle quels quelles quoi comment pourquoi combien
+    tout tous toute toutes autre autres parmi quel quelle quels quelles quoi comment pourquoi combien
     quand ou dont lequel laquelle lesquels lesquelles est-ce ce cela ca ceci celle celui ceux
     y-a-t-il peut peuvent doit doivent selon dit disent concernant propos sujet
     the of and or to in is are what which who how

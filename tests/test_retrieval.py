@@ -189,6 +189,47 @@ def test_a_follow_up_that_only_takes_up_the_answers_words_asks_for_its_detail() 
     assert not understand("Quels partenaires ?", history).asks_detail  # a word of its own
 
 
+def test_several_universities_name_no_scenario_and_asking_among_them_is_a_follow_up() -> None:
+    """« l'université » is the UGE in this dossier; « les universités » are any universities (the
+    CMVRH's partners: « les universités Gustave Eiffel, Caen Normandie ou Lorraine »)."""
+    assert understand("Quelles universités travaillent avec le ministère ?").scenarios == []
+    assert understand("Que propose l'université ?").scenarios == ["uge"]
+    history = [
+        {"role": "user", "content": "Le CMVRH a-t-il déjà des partenaires hors du ministère ?"},
+        {"role": "assistant", "content": "Oui : il travaille avec la DGAFP et avec plusieurs universités."},
+    ]
+    among = understand("Lesquelles parmi les universités ?", history)  # « parmi »: no topic
+    assert among.follow_up and among.asks_detail and among.scenarios == ["cmvrh"]
+
+
+def test_a_scenario_named_two_turns_back_is_still_the_conversations_subject() -> None:
+    history = [
+        {"role": "user", "content": "Que prévoit la note de l'université pour les personnels du CMA ?"},
+        {"role": "assistant", "content": "Ils seraient accueillis sur deux campus."},
+        {"role": "user", "content": "Combien sont-ils ?"},
+        {"role": "assistant", "content": "Le dossier ne le précise pas dans ce passage."},
+    ]
+    intent = understand("Qui gérerait leur carrière ?", history)
+    assert intent.follow_up and intent.scenarios == ["note"]
+    assert intent.inherited["scenarios"] == ["note"]
+    # at most four turns are read: a scenario named five turns back is no longer inherited
+    filler = [{"role": "user", "content": "Et ensuite ?"}, {"role": "assistant", "content": "Rien de plus."}]
+    assert understand("Qui gérerait leur carrière ?", history[:2] + filler * 4).scenarios == []
+
+
+def test_a_follow_up_with_its_own_topic_after_a_listing_is_no_listing() -> None:
+    history = [
+        {"role": "user", "content": "Que propose la fiche ENTPE comme opportunités ?"},
+        {"role": "assistant", "content": "Une expérience de travail conjoint, entre autres."},
+        {"role": "user", "content": "Et ses limites ?"},
+        {"role": "assistant", "content": "La géographie des postes et les finances, notamment."},
+    ]
+    row = understand("Et sur le travail à distance ?", history)
+    assert row.scenarios == ["entpe"] and row.sections == ["limites"] and not row.listing
+    listing = [{"role": "user", "content": "Quelles sont les limites de l'ENTPE ?"}, history[3]]
+    assert understand("Et pour l'UGE ?", listing).listing  # the same listing, another scenario
+
+
 def test_asking_for_the_detail_brings_the_rest_of_a_cut_list_after_its_start(retriever: Retriever) -> None:
     history = [
         {

@@ -280,7 +280,9 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     pronoun = bool(ANAPHORA_PATTERN.search(folded)) or points_back(question)
     if not elliptical and not pronoun:
         return intent
-    before = understand(previous, None)
+    # The previous question as it was understood, itself read with the turns before it (within
+    # ``MAX_TURNS``): a scenario named two turns back is still the conversation's subject.
+    before = understand(previous, recent[:-1])
     intent.follow_up = True
     # Nothing of its own, or only words the previous answer used (« Quels sujets ? » after an
     # answer on « une série de sujets »): the follow-up asks for the detail of that answer.
@@ -295,7 +297,9 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         intent.sections = list(before.sections)
         intent.inherited["sections"] = list(before.sections)
     intent.compare = intent.compare or (before.compare and not scenarios)
-    intent.listing = intent.listing or (elliptical and before.listing and not sections)
+    # « Et pour l'UGE ? » after a listing asks for the same listing; « Et sur le travail à
+    # distance ? » (dev q206) asks for one of its rows: a follow-up with its own topic is no listing.
+    intent.listing = intent.listing or (elliptical and before.listing and not sections and not own)
     current = question.strip().rstrip(" ?")
     if scenarios and elliptical:
         # « Et pour l'UGE ? » after « Quelles sont les limites de l'ENTPE ? »: the previous
