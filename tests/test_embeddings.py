@@ -294,14 +294,20 @@ def test_query_precision_forces_one_graph(precision: str) -> None:
     assert resolve_query_precision("int8") == "fp32"  # torch has no 8-bit graph here
 
 
-def test_without_an_8_bit_graph_every_question_is_float32_and_the_log_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _without_8_bit_graph(tmp_path: Path) -> Path:
+    """The installed model folder (linked, not copied) without its 8-bit graph."""
     folder = tmp_path / "embeddinggemma-300m"
     folder.mkdir()
     for item in GEMMA_FOLDER.iterdir():
         if item.name != onnx_model.INT8_FOLDER:
             (folder / item.name).symlink_to(item)
+    return folder
+
+
+def test_without_an_8_bit_graph_every_question_is_float32_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _without_8_bit_graph(tmp_path)
     with caplog.at_level("WARNING"):
         model = GemmaOnnxEmbeddings(str(folder))
     assert model.query_precision == "fp32" and "8 bits" in caplog.text
@@ -319,11 +325,7 @@ def test_without_an_8_bit_graph_every_question_is_float32_and_the_log_says_so(
 def test_an_8_bit_graph_that_drifts_is_refused_and_nothing_is_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "embeddinggemma-300m"
-    folder.mkdir()
-    for item in GEMMA_FOLDER.iterdir():
-        if item.name != onnx_model.INT8_FOLDER:
-            (folder / item.name).symlink_to(item)
+    folder = _without_8_bit_graph(tmp_path)
 
     class Drifting(onnx_model.OnnxEncoder):
         """The graph being checked (given by its path) encodes every text the wrong way."""

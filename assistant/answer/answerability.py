@@ -505,12 +505,11 @@ class Assessor:
     def _about(self, passage: Passage, about: set[str]) -> bool:
         """Whether the passage is about the question: it writes enough of its topic words weighted
         by rarity (``PLACE_TOPIC_COVERAGE``), not merely one of the dossier's common words; words
-        of the same concept class do not count (with them, ``CorpusStats.coverage``, a passage on
+        of the same concept class do not count (with them at half weight, a passage on
         the CIPEN's teacher training located « Où aurait lieu la formation des acteurs de la
         pédagogie ? » in another that shares none of its words)."""
-        shared = content_terms(f"{passage.label} {passage.text}") & about
-        total = sum(self.stats.idf(t) for t in about)
-        return bool(shared) and sum(self.stats.idf(t) for t in shared) >= PLACE_TOPIC_COVERAGE * total
+        text = f"{passage.label} {passage.text}"
+        return self.stats.coverage(about, text, related_weight=0.0) >= PLACE_TOPIC_COVERAGE
 
     def _names_place(self, unit: str) -> bool:
         """A place in the unit: after « à », « site de »…, or a place name of the dossier written

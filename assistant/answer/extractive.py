@@ -92,16 +92,18 @@ class CorpusStats:
     def known(self, term: str) -> bool:
         return term in self.df
 
-    def coverage(self, wanted: set[str], text: str) -> float:
-        """Share of the IDF weight of ``wanted`` present in ``text``."""
+    def coverage(self, wanted: set[str], text: str, related_weight: float | None = None) -> float:
+        """Share of the IDF weight of ``wanted`` present in ``text`` (a word of the same concept
+        class counting ``related_weight``, ``RELATED_WEIGHT`` by default)."""
+        related_weight = RELATED_WEIGHT if related_weight is None else related_weight
         total = sum(self.idf(t) for t in wanted)
         if not total:
             return 0.0
         present = content_terms(text)
-        # A word of the same concept class counts half (« coût » is answered by « masse
+        # A word of the same concept class counts half by default (« coût » is answered by « masse
         # salariale », but « agents » is better answered by « agents » than by « personnels »).
         found = sum(
-            self.idf(t) * (1.0 if t in present else RELATED_WEIGHT if related_terms(t) & present else 0.0)
+            self.idf(t) * (1.0 if t in present else related_weight if related_terms(t) & present else 0.0)
             for t in wanted
         )
         return found / total

@@ -160,15 +160,21 @@ def export_model(
             "min_cosine": round(cosine, 6),
             "probes": len(PROBES),
         }
-        (staging / ONNX_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-        old = model_path / f".onnx-old-{os.getpid()}"
-        if folder.exists():
-            folder.rename(old)
-        staging.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _put_in_place(staging, folder, marker)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(folder, time.perf_counter() - started, cosine, reused=False)
+
+
+def _put_in_place(staging: Path, folder: Path, marker: dict[str, Any]) -> None:
+    """Write the checked graph's marker, then swap the staging folder in for ``folder``: a
+    reader sees the previous graph or the new one, never half of one."""
+    (staging / ONNX_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+    old = folder.parent / f".onnx-old-{os.getpid()}"
+    if folder.exists():
+        folder.rename(old)
+    staging.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 _LEFTOVER = re.compile(r"\.onnx-(?:old-)?(\d+)(?:-|$)")
@@ -279,12 +285,7 @@ def quantize_for_queries(model_path: str | Path, *, force: bool = False) -> Expo
                 f"< {MIN_INT8_COSINE}) : écartée, les questions resteront calculées en float32."
             )
         marker = {"source": _export_stamp(model_path), "min_cosine": round(cosine, 6), "probes": len(PROBES)}
-        (staging / ONNX_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-        old = model_path / f".onnx-old-{os.getpid()}"
-        if folder.exists():
-            folder.rename(old)
-        staging.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _put_in_place(staging, folder, marker)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(folder, time.perf_counter() - started, cosine, reused=False)
