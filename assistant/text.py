@@ -62,7 +62,8 @@ def split_sentences(text: str) -> list[str]:
 # French stop words (folded). Short words of no retrieval value, plus the question words a
 # user types (« quelles », « pourquoi ») which would otherwise match random passages. « parmi »
 # (general French, a preposition) since dev q205: « Lesquelles parmi les universités ? » counted it
-# as a topic word and was not read as a follow-up.
+# as a topic word and was not read as a follow-up. Measured with the other follow-up changes of
+# that day (figures in data/scenarios.toml): blind2 hit@5 0.852 → 0.864, blind mrr 0.786 → 0.792.
 STOP_WORDS = frozenset(
     """
     a au aux avec ce ces cet cette dans de des du elle elles en et eux il ils je la le les leur
