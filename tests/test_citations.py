@@ -234,3 +234,19 @@ def test_a_renamed_school_is_reported_but_each_sheet_naming_itself_is_not() -> N
     own_entpe = _context("entpe", "entpe", statutes.format("l'ENTPE"))
     own_uge = _context("uge", "uge", statutes.format("Gustave Eiffel"))
     assert find_variants([own_entpe], [own_entpe, own_uge]) == []
+
+
+def test_a_copy_that_only_leaves_words_out_is_no_inconsistency() -> None:
+    full = (
+        "Suite à l'identification de la compétence rare en matière de formations à distance depuis le "
+        "début des années 2000 à l'ENTE, il a été demandé à l'Ente le 28/07/2014 de mettre cette "
+        "compétence à disposition de l'ensemble des acteurs de la formation au sein du Ministère."
+    )
+    first = _context("uge", "uge", full)
+    copy = _context("note", "note", full.replace(" le 28/07/2014", ""))
+    assert find_variants([first], [first, copy]) == []
+    assert find_variants([copy], [first, copy]) == []
+    # The same copy with the figure replaced, not dropped, is still reported.
+    other_date = _context("note", "note", full.replace("28/07/2014", "28/07/2015"))
+    (variant,) = find_variants([first], [first, other_date])
+    assert "28/07/2015" in variant.second_span
