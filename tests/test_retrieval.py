@@ -493,3 +493,16 @@ def test_a_named_scenario_is_also_searched_on_its_own(built_index, settings: Set
     question = "Pour l'ENTPE, qu'en est-il de la gouvernance et du pilotage ?"
     scoped = Retriever(built_index, narrow).search(question, k=4).passages
     assert scoped and scoped[0].scenario == "entpe"
+
+
+@pytest.mark.parametrize("scoped", [True, False])
+def test_a_named_scenario_is_also_searched_on_its_own_by_keywords(  # type: ignore[no-untyped-def]
+    built_index, settings: Settings, scoped: bool
+) -> None:
+    # Keyword search alone, two candidates: the rows « Gouvernance » of the CMVRH and UGE sheets
+    # outscore the ENTPE's own passages on these words, as look-alike rows of other documents do
+    # in a library; the sheet the question names is searched on its own too.
+    narrow = settings.replace(lexical_k=2, use_dense=False, scoped_search=scoped)
+    question = "Pour l'ENTPE, qu'en est-il de la gouvernance et du pilotage ?"
+    passages = Retriever(built_index, narrow).search(question, k=6).passages
+    assert any(p.scenario == "entpe" for p in passages) is scoped
