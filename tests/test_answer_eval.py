@@ -114,6 +114,27 @@ def test_a_place_asked_without_a_name_is_read_in_a_passage_about_the_question(
         assert "aucun lieu" in answer.text and not answer.citations
 
 
+@pytest.mark.parametrize(
+    ("question", "answered"),
+    [
+        # The dossier counts the CIPEN's agents and the staff it trained, never the people at the
+        # e-formation meetings: a count of the same kind in a lower passage is no answer.
+        ("Combien de personnes ont assisté aux dernières rencontres de la eformation ?", False),
+        ("Combien de participants comptaient les dernières rencontres de la eformation ?", False),
+        # Paraphrases whose count is in the first passage, in other words: still answered.
+        ("Combien de salariés compte la cellule d'innovation de l'établissement fusionné ?", True),
+        ("Quel est l'effectif du service d'appui aux professeurs de l'établissement candidat ?", True),
+    ],
+)
+def test_a_count_asked_without_a_name_is_read_in_a_passage_about_the_question(
+    default_retriever: Retriever, question: str, answered: bool
+) -> None:
+    answer = AnswerPipeline(default_retriever.settings, default_retriever).answer(question)
+    assert answer.refused is not answered, answer.text
+    if not answered:
+        assert "aucun nombre de" in answer.text and not answer.citations
+
+
 def test_the_first_words_of_longer_proper_names_are_no_places() -> None:
     texts = [
         "Rattaché à Gustave Eiffel, dans le Centre d'Innovation Pédagogique, il reste basé à Aix.",

@@ -38,7 +38,7 @@ from assistant.answer.extractive import CorpusStats, topic_terms
 from assistant.domain import SECTIONS
 from assistant.schema import History, Passage, as_exchanges
 from assistant.search.query import QueryIntent, detect_scenarios, points_back
-from assistant.search.retrieval import domain_similarity_threshold, place_evidence_rank
+from assistant.search.retrieval import count_evidence_rank, domain_similarity_threshold, place_evidence_rank
 from assistant.text import analyze, content_terms, fold
 
 _MONTHS = r"(janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre)"
@@ -279,6 +279,7 @@ class Assessor:
         self.stats = stats
         self.min_similarity = domain_similarity_threshold(retriever.settings.embedder)
         self.place_rank = place_evidence_rank(retriever.settings.embedder)
+        self.count_rank = count_evidence_rank(retriever.settings.embedder)
         # Every word the dossier writes (folded), to tell whether a name the question uses is in it.
         self.words: set[str] = set()
         for passage in stats.passages:
@@ -411,9 +412,12 @@ class Assessor:
         if entities:  # what the question names may sit outside the retrieved passages
             space += [p for p in self.stats.passages if any(_mentions(e, p.text, p) for e in entities)]
 
-        def found(test: Any, focus: set[str] | None = None, about: set[str] | None = None) -> bool:
+        def found(
+            test: Any, focus: set[str] | None = None, about: set[str] | None = None, exempt: int = 0
+        ) -> bool:
+            # ``about``: past the first ``exempt`` passages, only passages about those topic words.
             for rank, passage in enumerate(space):
-                if about is not None and rank >= (self.place_rank or 0) and not self._about(passage, about):
+                if about is not None and rank >= exempt and not self._about(passage, about):
                     continue
                 for unit in _units(passage):
                     if entities and not any(_mentions(e, unit, passage) for e in entities):
@@ -449,7 +453,11 @@ class Assessor:
             kind = kind or next(
                 (k for k in COUNT_KINDS if analyze(noun) and analyze(noun)[0] in k), set(analyze(noun))
             )
-            if not found(lambda u: _counts(u, kind)):
+            # Named nothing: past the first ``count_rank`` passages, the count must be in a passage
+            # about the question (``_about``), not any count of the same kind elsewhere
+            # (``count_evidence_rank`` in data/retrieval.toml, where the figures are).
+            count_about = (focus - kind) or None if not entities and self.count_rank is not None else None
+            if not found(lambda u: _counts(u, kind), about=count_about, exempt=self.count_rank or 0):
                 return f"il ne donne aucun nombre {_of(noun)}" + (
                     f" pour {_shown(entities)}" if entities else ""
                 )
@@ -490,6 +498,7 @@ class Assessor:
             _locates if entities else self._names_place,
             # Named nothing: the place must be in a passage about the question (``place_rank``).
             about=focus if not entities and self.place_rank is not None else None,
+            exempt=self.place_rank or 0,
         ):
             return "il ne nomme aucun lieu pour ce point" + named
         if PERCENT_Q.search(part) and not found(lambda u: bool(PERCENT.search(u)), near):

@@ -141,6 +141,13 @@ def place_evidence_rank(embedder: str) -> int | None:
     return None if value is None else int(value)
 
 
+def count_evidence_rank(embedder: str) -> int | None:
+    """How many of the first passages may give the count a question that names nothing asks for
+    without being about it; ``None`` where the rule was not kept for ``embedder``."""
+    value = _tuning_data()["count_evidence_rank"].get(embedder)
+    return None if value is None else int(value)
+
+
 def domain_similarity_threshold(embedder: str) -> float | None:
     """Below this similarity to the dossier's centroid, a question is outside the dossier's
     domain; ``None`` for an embedder whose scale was not measured (``data/retrieval.toml``)."""
