@@ -456,7 +456,7 @@ class Assessor:
             # Named nothing: past the first ``count_rank`` passages, the count must be in a passage
             # about the question (``_about``), not any count of the same kind elsewhere
             # (``count_evidence_rank`` in data/retrieval.toml, where the figures are).
-            count_about = (focus - kind) or None if not entities and self.count_rank is not None else None
+            count_about = ((focus - kind) or None) if not entities and self.count_rank is not None else None
             if not found(lambda u: _counts(u, kind), about=count_about, exempt=self.count_rank or 0):
                 return f"il ne donne aucun nombre {_of(noun)}" + (
                     f" pour {_shown(entities)}" if entities else ""
