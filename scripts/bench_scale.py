@@ -185,7 +185,11 @@ def measure(factor: int, embedder: str, seed: int) -> dict[str, Any]:
 def run_child(factor: int, embedder: str, seed: int) -> dict[str, Any]:
     """``measure`` in a fresh interpreter: peak memory is per size, not the largest so far."""
     command = [sys.executable, __file__, "--child", str(factor), "--embedder", embedder, "--seed", str(seed)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        # The child's own error, not a bare exit status: say which size failed and why.
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise SystemExit(f"Échec de la mesure à {factor}× ({embedder}), code {done.returncode} :\n{tail}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

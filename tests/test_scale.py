@@ -214,3 +214,13 @@ def test_an_unbuilt_size_past_the_exact_search_limit_is_extrapolated_from_chroma
     far = bench.extrapolated([row(10, True, 2.6, 20.2), row(100, False, 27.4, 27.4)], 1000)
     assert not far["exact_search"]
     assert 30 < far["index_p95_ms"] < 45  # a mix of the two ways of searching would give ~290
+
+
+def test_a_size_that_fails_is_reported_with_the_childs_own_error() -> None:
+    bench = _script("bench_scale")
+    # An embedder no settings know: the child process stops at once; its error reaches the user.
+    with pytest.raises(SystemExit) as failed:
+        bench.run_child(1, "aucun-modele", 7)
+    message = str(failed.value)
+    assert message.startswith("Échec de la mesure à 1× (aucun-modele)")
+    assert message.splitlines()[-1].endswith("introuvable : aucun-modele")
