@@ -135,6 +135,21 @@ def test_manifest_has_versions_embedder_and_file_hashes(small_build: tuple[Corpu
     assert len(index.records()) == total
 
 
+def test_the_passages_are_read_a_page_at_a_time(
+    small_build: tuple[CorpusIndex, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A library's hundred thousand passages in one request failed (SQLite: « too many SQL
+    # variables »): the same passages, in the same order, are read in pages of any size.
+    index, _ = small_build
+    index.forget_records()
+    whole = [(r.chunk_id, r.text, r.metadata) for r in index.records()]
+    for size in (1, 3, len(whole), len(whole) + 1):
+        monkeypatch.setattr("assistant.search.index.RECORDS_PAGE", size)
+        index.forget_records()
+        assert [(r.chunk_id, r.text, r.metadata) for r in index.records()] == whole
+    index.forget_records()
+
+
 def test_state_goes_from_missing_to_fresh(tmp_path: Path, small_corpus: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

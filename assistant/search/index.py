@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ from assistant.settings import Settings
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
+# Passages read from the store per request when the index is opened.
+RECORDS_PAGE = 5000
 MANIFEST_NAME = "manifest.json"
 
 __all__ = [
@@ -346,17 +349,24 @@ class CorpusIndex:
         rather than serving an empty or partial corpus."""
         name = self.collection_name
         if self._records is None or self._records_collection != name:
-            stored = self.store(name).get(include=["metadatas"])
+            store = self.store(name)
+            records = []
+            # A page at a time: one request for a library's hundred thousand passages failed
+            # (SQLite: « too many SQL variables », found at 1000× the dossier).
+            for offset in itertools.count(0, RECORDS_PAGE):
+                page = store.get(include=["metadatas"], limit=RECORDS_PAGE, offset=offset)
+                records += [
+                    Record(cid, str(meta.get("text", "")), str(meta.get("label", "")), dict(meta))
+                    for cid, meta in zip(page["ids"], page["metadatas"], strict=True)
+                ]
+                if len(page["ids"]) < RECORDS_PAGE:
+                    break
             expected = self.manifest().get("chunks")
-            if expected is not None and len(stored["ids"]) != expected:
+            if expected is not None and len(records) != expected:
                 raise IndexDamaged(
                     f"L'index enregistré est endommagé ({chroma_dir(self.settings)} : "
-                    f"{len(stored['ids'])} passages au lieu de {expected}) : lancez « assistant index »."
+                    f"{len(records)} passages au lieu de {expected}) : lancez « assistant index »."
                 )
-            records = [
-                Record(cid, str(meta.get("text", "")), str(meta.get("label", "")), dict(meta))
-                for cid, meta in zip(stored["ids"], stored["metadatas"], strict=True)
-            ]
             records.sort(
                 key=lambda r: (str(r.metadata.get("source", "")), int(r.metadata.get("position", 0)))
             )
