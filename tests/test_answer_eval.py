@@ -90,49 +90,38 @@ def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
     assert not follow_up.refused
 
 
+PLACE, COUNT = "aucun lieu", "aucun nombre de"
+
+
 @pytest.mark.parametrize(
-    ("question", "answered"),
+    ("question", "refusal"),
     [
-        # The best passages name the Université Gustave Eiffel (no place); the only town found
-        # (« Lyon, site universitaire majeur ») is in a lower passage on something else.
-        ("Où se tiendrait la revue des formations par le numérique ?", False),
-        ("Où aurait lieu la formation des acteurs de la pédagogie ?", False),
+        # A place: the best passages name the Université Gustave Eiffel (no place); the only town
+        # found (« Lyon, site universitaire majeur ») is in a lower passage on something else.
+        ("Où se tiendrait la revue des formations par le numérique ?", PLACE),
+        ("Où aurait lieu la formation des acteurs de la pédagogie ?", PLACE),
         # A lower passage shares one of the dossier's most common words (« ministère ») and names
         # a platform after « de »: too little of the question's topic (``PLACE_TOPIC_COVERAGE``).
-        ("Où aurait lieu le suivi trimestriel entre le ministère et le centre ?", False),
+        ("Où aurait lieu le suivi trimestriel entre le ministère et le centre ?", PLACE),
         # Paraphrases sharing no word with the passage that locates them: still answered.
-        ("Dans quelles villes travaillent aujourd'hui les agents du centre ?", True),
-        ("Où le grand rendez-vous annuel de la formation en ligne pourrait-il se tenir ?", True),
-    ],
-)
-def test_a_place_asked_without_a_name_is_read_in_a_passage_about_the_question(
-    default_retriever: Retriever, question: str, answered: bool
-) -> None:
-    answer = AnswerPipeline(default_retriever.settings, default_retriever).answer(question)
-    assert answer.refused is not answered, answer.text
-    if not answered:
-        assert "aucun lieu" in answer.text and not answer.citations
-
-
-@pytest.mark.parametrize(
-    ("question", "answered"),
-    [
-        # The dossier counts the CIPEN's agents and the staff it trained, never the people at the
-        # e-formation meetings: a count of the same kind in a lower passage is no answer.
-        ("Combien de personnes ont assisté aux dernières rencontres de la eformation ?", False),
-        ("Combien de participants comptaient les dernières rencontres de la eformation ?", False),
+        ("Dans quelles villes travaillent aujourd'hui les agents du centre ?", None),
+        ("Où le grand rendez-vous annuel de la formation en ligne pourrait-il se tenir ?", None),
+        # A count: the dossier counts the CIPEN's agents and the staff it trained, never the people
+        # at the e-formation meetings; a count of the same kind in a lower passage is no answer.
+        ("Combien de personnes ont assisté aux dernières rencontres de la eformation ?", COUNT),
+        ("Combien de participants comptaient les dernières rencontres de la eformation ?", COUNT),
         # Paraphrases whose count is in the first passage, in other words: still answered.
-        ("Combien de salariés compte la cellule d'innovation de l'établissement fusionné ?", True),
-        ("Quel est l'effectif du service d'appui aux professeurs de l'établissement candidat ?", True),
+        ("Combien de salariés compte la cellule d'innovation de l'établissement fusionné ?", None),
+        ("Quel est l'effectif du service d'appui aux professeurs de l'établissement candidat ?", None),
     ],
 )
-def test_a_count_asked_without_a_name_is_read_in_a_passage_about_the_question(
-    default_retriever: Retriever, question: str, answered: bool
+def test_a_place_or_count_asked_without_a_name_is_read_in_a_passage_about_the_question(
+    default_retriever: Retriever, question: str, refusal: str | None
 ) -> None:
     answer = AnswerPipeline(default_retriever.settings, default_retriever).answer(question)
-    assert answer.refused is not answered, answer.text
-    if not answered:
-        assert "aucun nombre de" in answer.text and not answer.citations
+    assert answer.refused is (refusal is not None), answer.text
+    if refusal is not None:
+        assert refusal in answer.text and not answer.citations
 
 
 def test_the_first_words_of_longer_proper_names_are_no_places() -> None:
