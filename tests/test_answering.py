@@ -22,6 +22,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant import domain
+from assistant.answer.answerability import corpus_article
 from assistant.answer.citations import find_quotes, quote_is_verbatim
 from assistant.answer.extractive import (
     LISTING_LEAD,
@@ -342,7 +343,29 @@ def test_a_refused_count_names_what_was_to_be_counted_as_the_question_writes_it(
 ) -> None:
     answer = pipeline.answer("Combien d'étudiants compte l'ENTPE ?")
     assert answer.refused
-    assert "il ne donne aucun nombre d'étudiants pour ENTPE" in answer.text
+    assert "il ne donne aucun nombre d'étudiants pour l'ENTPE." in answer.text
+
+
+def test_the_names_of_a_refusal_read_as_french_with_the_dossiers_articles(pipeline: AnswerPipeline) -> None:
+    answer = pipeline.answer("Dans le scénario ENTPE, combien d'agents du CMA devraient déménager à Lyon ?")
+    assert answer.refused
+    assert "il ne donne aucun nombre d'agents pour l'ENTPE, le CMA et Lyon." in answer.text
+
+
+@pytest.mark.parametrize(
+    ("name", "texts", "expected"),
+    [
+        ("CMA", ["Les agents du CMA", "le CMA forme", "au CMA"], "le CMA"),
+        ("ENTPE", ["à l'ENTPE", "de l’ENTPE", "ENTPE"], "l'ENTPE"),
+        ("DFI", ["de la DFI", "la DFI"], "la DFI"),
+        ("Lyon", ["à Lyon", "site de Lyon", "le campus de Lyon"], "Lyon"),
+        ("Université", ["la Université", "le Université"], "l'Université"),  # elided before a vowel
+        ("DGAC", ["le CMA"], "DGAC"),  # a name the dossier never writes keeps no article
+        ("SG", ["le SGAR", "le SG"], "le SG"),  # a longer name is not this one
+    ],
+)
+def test_a_name_takes_the_article_the_dossier_gives_it(name: str, texts: list[str], expected: str) -> None:
+    assert corpus_article(name, texts) == expected
 
 
 def test_a_refusal_says_what_the_dossier_covers_nearby(pipeline: AnswerPipeline) -> None:
