@@ -436,11 +436,11 @@ def _print_sources(answer: Any) -> None:
 def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.answer.errors import QuestionError
     from assistant.answer.pipeline import AnswerEvent, SentenceEvent, VerbatimEvent
-    from assistant.answer.presentation import understood_line
+    from assistant.answer.presentation import method_line, understood_line
     from assistant.answer.synthesis import SYNTHESIS_LEAD
 
     assistant = open_assistant(_settings(args))
-    print(f"Modèle : {assistant.model_status}", file=sys.stderr)
+    print(f"Réponses : {method_line(assistant.pipeline.backend)}.", file=sys.stderr)
     answer = None
     synthesis = False
     try:

@@ -702,3 +702,16 @@ def test_assistant_status_and_safe_document_add(small_assistant: Assistant, tmp_
     assert report.added == ["note_cosa.md"] and (corpus / "note_cosa.md").exists()
     answer = small_assistant.ask("À quel rythme le comité de suivi des activités se réunirait-il ?")
     assert any(c.passage.metadata["source"] == "note_cosa.md" for c in answer.citations)
+
+
+def test_the_cli_says_how_it_answers_in_the_apps_words_without_internal_names(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant import cli
+
+    assert cli.main(["ask", "Quelles sont les limites du scénario ENTPE ?", "--llm", "extractive"]) == 0
+    printed = capsys.readouterr()
+    assert "Réponses : extraits du dossier cités mot pour mot" in printed.err
+    for internal in ("llama.cpp", "licence", "LLM", "extractif"):
+        assert internal not in printed.err
+    assert "Finances" in printed.out

@@ -34,6 +34,17 @@ def _scenario(code: str) -> str:
     return name if name.lower().startswith(("note", "scénario")) else f"scénario {name}"
 
 
+def method_line(backend: str) -> str:
+    """How answers are made, for a status line: the same words in the app and the CLI, without
+    the names of models, libraries or settings."""
+    if backend == "extractive":
+        return "extraits du dossier cités mot pour mot (pas de synthèse par un modèle de langage)"
+    return (
+        "extraits du dossier cités mot pour mot, puis une courte synthèse par un modèle de "
+        "langage, chaque phrase vérifiée dans ces extraits"
+    )
+
+
 def origin_line(answer: Answer) -> str:
     """Where the answer comes from, without internal names: always the dossier's own lines, and
     a verified synthesis when a model wrote one."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.answer.presentation import method_line
 from assistant.answer.quotes import QUOTES_K
 from assistant.app.eval_tab import EVAL_CSS, EvaluationTab
 from assistant.app.exports import EXPORT_MAX_AGE_S, ExportFolder, TurnExports, turn_markdown
@@ -129,13 +130,7 @@ class AssistantApp:
         chunks = status.get("chunks", status.get("chunk_count", "?"))
         documents = status.get("documents", [])
         count = len(documents) if isinstance(documents, list) else documents
-        if status.get("backend", "extractive") == "extractive":
-            how = "extraits du dossier cités mot pour mot (pas de synthèse par un modèle de langage)"
-        else:
-            how = (
-                "extraits du dossier cités mot pour mot, puis une courte synthèse par un modèle de "
-                "langage, chaque phrase vérifiée dans ces extraits"
-            )
+        how = method_line(str(status.get("backend", "extractive")))
         text = f"**Réponses** : {md_escape(how)} · **Dossier** : {count} documents, {chunks} passages"
         if status.get("index_notice"):
             text += "  \n⚠ " + md_escape(str(status["index_notice"]))
