@@ -15,7 +15,7 @@ from assistant.domain import SCENARIOS, SECTIONS
 from assistant.schema import Passage
 from assistant.search import retrieval
 from assistant.search.index import CorpusIndex
-from assistant.search.query import understand
+from assistant.search.query import answer_subject, understand
 from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 from assistant.text import clean_markup, match_key
@@ -158,6 +158,37 @@ def test_a_pronoun_finds_its_antecedent_in_the_previous_answer(retriever: Retrie
     assert intent.antecedent == "CIPEN"
     assert intent.search_text.endswith(" — CIPEN")
     assert any("CIPEN" in p.label for p in result.passages[:3])
+
+
+def test_a_noun_asked_about_names_no_scenario() -> None:
+    """« quelle université » asks which one: it does not name the UGE (« l'université » does)."""
+    assert understand("Elle est rattachée à quelle université ?").scenarios == []
+    assert understand("Une école pourrait-elle accueillir le CMA ?").scenarios == []
+    normandy = understand("Avec quelle université de Normandie le CMVRH a-t-il noué un partenariat ?")
+    assert normandy.scenarios == ["cmvrh"] and not normandy.compare
+    assert understand("Quelle est la position de l'université ?").scenarios == ["uge"]
+
+
+def test_a_pronoun_points_to_the_body_the_previous_answer_is_about(retriever: Retriever) -> None:
+    history = [
+        {"role": "user", "content": "Quelle école du ministère est candidate pour accueillir le CMA ?"},
+        {
+            "role": "assistant",
+            "content": "L'ENTPE, école d'ingénieurs de Vaulx-en-Velin, qui reprendrait les missions.",
+        },
+    ]
+    result = retriever.search("Et de quelle université dépend-elle ?", history=history)
+    assert result.intent.scenarios == ["entpe"]
+    # Read with the name the answer gave, not with the previous question it answered.
+    assert result.intent.standalone == "Et de quelle université dépend-elle ? (ENTPE)"
+    assert any("U de Lyon" in p.text for p in result.passages[:5])
+    # The body the answer names most, the first named on a tie.
+    assert answer_subject("Selon les fiches CMVRH et ENTPE, elles passeraient à l'ENTPE.") == "entpe"
+    assert answer_subject("Le CMVRH ou l'ENTPE.") == "cmvrh"
+    assert answer_subject("Plusieurs universités.") is None
+    # A previous question that named its scenario keeps it as the subject.
+    named = [{"role": "user", "content": "Que propose le CMVRH ?"}, history[1]]
+    assert understand("Et de quelle université dépend-elle ?", named).scenarios == ["cmvrh"]
 
 
 def test_a_question_in_a_conversation_is_also_searched_with_it(retriever: Retriever) -> None:

