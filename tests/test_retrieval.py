@@ -186,6 +186,8 @@ def test_a_pronoun_points_to_the_body_the_previous_answer_is_about(retriever: Re
     assert answer_subject("Selon les fiches CMVRH et ENTPE, elles passeraient à l'ENTPE.") == "entpe"
     assert answer_subject("Le CMVRH ou l'ENTPE.") == "cmvrh"
     assert answer_subject("Plusieurs universités.") is None
+    # A document cited as the answer's source is no subject: « son article 2 » is the decree's.
+    assert answer_subject("Du 8 février 2017 selon la note de l'UGE et la synthèse de la fiche UGE.") is None
     # A previous question that named its scenario keeps it as the subject.
     named = [{"role": "user", "content": "Que propose le CMVRH ?"}, history[1]]
     assert understand("Et de quelle université dépend-elle ?", named).scenarios == ["cmvrh"]

@@ -261,14 +261,29 @@ def antecedent_names(answer: str, question: str) -> str:
     return " ".join(names)
 
 
+# A document the answer cites as its source (« selon les fiches CMVRH et ENTPE », « la note de
+# l'UGE », « la synthèse de la fiche UGE »): the words of the dossier's own structure before a
+# name, or before a list of names.
+_SOURCE_BEFORE = re.compile(
+    r"\b(?:fiches?|notes?|scenarios?|syntheses?)\s+(?:(?:de|du|des|d')\s*(?:l'|la\s+)?)?"
+    r"(?:[\w'-]+(?:\s+[\w'-]+)?\s*(?:,|\bet\b|\bou\b)\s*)*$"
+)
+
+
 def answer_subject(answer: str) -> str | None:
-    """The scenario an answer names most often (the first named on a tie), or None: what a
-    pronoun of the next question most often points to (« Selon les fiches CMVRH et ENTPE, … sous
-    l'autorité de l'ENTPE » is about the ENTPE)."""
-    folded = _unnamed(fold(answer))
+    """The scenario an answer names most often as a body (the first named on a tie), or None:
+    what a pronoun of the next question most often points to (« L'ENTPE, école d'ingénieurs… »
+    is about the ENTPE). A document cited as the answer's source is no subject (« Du 8 février
+    2017 selon la note de l'UGE » is about a date, its « son article 2 » is the decree's)."""
+    folded = _unnamed(fold(answer).replace("’", "'"))
     counts: dict[str, tuple[int, int]] = {}
     for code, pattern in SCENARIO_PATTERNS.items():
-        found = [m.start() for m in pattern.finditer(folded)]
+        found = [
+            m.start()
+            for m in pattern.finditer(folded)
+            if not m.group(0).startswith("note")
+            and not _SOURCE_BEFORE.search(folded[max(0, m.start() - 60) : m.start()])
+        ]
         if found:
             counts[code] = (len(found), -min(found))
     return max(counts, key=lambda code: counts[code]) if counts else None
