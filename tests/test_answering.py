@@ -299,6 +299,7 @@ UNANSWERABLE = [
     "Comment paramétrer un parcours sur SYFOADD ?",  # a procedure never described
     "Le rattachement au CMVRH a-t-il été accepté par le ministère ?",  # a decision never taken
     "Qui a validé la fiche du scénario CMVRH ?",  # who performed an act never reported
+    "Dans quelle ville se trouve l'ENSG, citée par la fiche UGE ?",  # the UGE's places are not the ENSG's
     # An amount of something the dossier does price? No: its « 780 k€ » is « de masse salariale ».
     "Combien coûterait la refonte du site du CMA ?",
 ]
@@ -309,6 +310,7 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("Combien coûterait en masse salariale le transfert à l'ENTPE ?", "780 k€"),
     ("À combien s'élève le coût de la masse salariale du CMA ?", "780 k€"),  # priced: a kind
     ("Qui a lancé la plateforme interministérielle MENTOR ?", "DGAFP"),  # who: no act of decision
+    ("Où seraient accueillis les agents du CMA dans le scénario UGE ?", "Villeneuve d'Ascq"),  # two names
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the
@@ -346,6 +348,12 @@ def test_a_refused_count_names_what_was_to_be_counted_as_the_question_writes_it(
     answer = pipeline.answer("Combien d'étudiants compte l'ENTPE ?")
     assert answer.refused
     assert "il ne donne aucun nombre d'étudiants pour l'ENTPE." in answer.text
+
+
+def test_a_place_refused_names_the_most_specific_thing_asked_about(pipeline: AnswerPipeline) -> None:
+    answer = pipeline.answer("Où est implanté le Cerema qui conforte l'expertise de l'ENTPE ?")
+    assert answer.refused
+    assert "il ne nomme aucun lieu pour le Cerema." in answer.text
 
 
 def test_the_names_of_a_refusal_read_as_french_with_the_dossiers_articles(pipeline: AnswerPipeline) -> None:

