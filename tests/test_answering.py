@@ -300,6 +300,7 @@ UNANSWERABLE = [
     "Le rattachement au CMVRH a-t-il été accepté par le ministère ?",  # a decision never taken
     "Qui a validé la fiche du scénario CMVRH ?",  # who performed an act never reported
     "Qui trancherait entre les trois scénarios ?",  # who would perform an act never spoken of
+    "Qu'a répondu la DGAFP à la proposition du CMVRH ?",  # what someone did, never reported
     "Dans quelle ville se trouve l'ENSG, citée par la fiche UGE ?",  # the UGE's places are not the ENSG's
     # An amount of something the dossier does price? No: its « 780 k€ » is « de masse salariale ».
     "Combien coûterait la refonte du site du CMA ?",
@@ -312,6 +313,7 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("À combien s'élève le coût de la masse salariale du CMA ?", "780 k€"),  # priced: a kind
     ("Qui a lancé la plateforme interministérielle MENTOR ?", "DGAFP"),  # who: no act of decision
     ("Qui confirmerait l'adhésion de l'ENTPE aux modes d'action du CMA ?", "confirmer"),  # spoken of
+    ("Qu'a lancé la DGAFP pour la formation des agents de l'État ?", "MENTOR"),  # an act reported
     ("Où seraient accueillis les agents du CMA dans le scénario UGE ?", "Villeneuve d'Ascq"),  # two names
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
