@@ -372,6 +372,7 @@ def test_the_names_of_a_refusal_read_as_french_with_the_dossiers_articles(pipeli
         ("CMA", ["Les agents du CMA", "le CMA forme", "au CMA"], "le CMA"),
         ("ENTPE", ["à l'ENTPE", "de l’ENTPE", "ENTPE"], "l'ENTPE"),
         ("DFI", ["de la DFI", "la DFI"], "la DFI"),
+        ("Centrif", ["un tiers lieu : La Centrif'."], "la Centrif"),  # an article opening a cell
         ("Lyon", ["à Lyon", "site de Lyon", "le campus de Lyon"], "Lyon"),
         ("Université", ["la Université", "le Université"], "l'Université"),  # elided before a vowel
         ("DGAC", ["le CMA"], "DGAC"),  # a name the dossier never writes keeps no article

@@ -315,7 +315,10 @@ _ARTICLES = {
 
 
 def _article_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?:\b(le|la|les|du|des|au|aux)\s+|\b(l'))?(?<![\w-]){re.escape(name)}(?![\w-])")
+    # The article may open a sentence or a table cell (« La Centrif' »): any case.
+    return re.compile(
+        rf"(?:\b((?i:le|la|les|du|des|au|aux))\s+|\b((?i:l')))?(?<![\w-]){re.escape(name)}(?![\w-])"
+    )
 
 
 def corpus_article(name: str, texts: Sequence[str]) -> str:
