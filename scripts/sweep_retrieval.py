@@ -42,6 +42,7 @@ def main() -> None:
     for spec in args.vary:
         key, values = spec.split("=", 1)
         kind = type(getattr(settings, key))
+        kind = float if kind is type(None) else kind  # settings left to the embedder (None)
         axes.append([(key, kind(v)) for v in values.split(",")])
     header = ["réglages"] + [f"{n} {m}" for n in sets for m in ("hit@5", "mrr", "ev@5", f"{args.kind[:5]}@5")]
     print(" | ".join(header))
