@@ -313,6 +313,7 @@ UNANSWERABLE = [
     "Le budget de formation du CMVRH, ça se monte à combien ?",  # an amount, the verb first
     "Combien coûte par mois la licence de SYFOADD ?",  # the thing priced after an adverbial
     "En quelle année le CMA a-t-il été délocalisé ?",  # an event the dossier never speaks of
+    "Quel est l'avis du Cerema sur le rattachement du CMA à l'ENTPE ?",  # a body's opinion, never reported
 ]
 # Answerable questions of the same forms: the rules look for the kind of answer, not for words.
 ANSWERABLE_OF_THOSE_FORMS = [
