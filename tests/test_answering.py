@@ -330,6 +330,7 @@ ANSWERABLE_OF_THOSE_FORMS = [
     # The FOAD, written out in the answer (« formation ouverte à distance »).
     ("De quand date l'arrêté qui a inscrit la mission d'appui à la FOAD ?", "février 2017"),
     ("La structure CIPEN, quand a-t-elle été créée ?", "janvier 2020"),  # « créée » as « créé »
+    ("La DGAFP, c'est qui ?", "DGAFP"),  # « c'est qui » of a body asks what it is, not a name
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the

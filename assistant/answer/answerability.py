@@ -69,12 +69,14 @@ def person_question(role: str) -> re.Pattern[str]:
 
 PERSON_Q = person_question(ROLE)
 # A person's name asked in so many words, whatever the function named: « nom et prénom », « son
-# prénom », « nommément », « c'est qui ? », « qui a été recruté… » (general French; dev q228–q229,
-# from blind3 q1120, q1145, q1146).
+# prénom », « nommément », « qui a été recruté… » (general French; dev q228–q229, from blind3
+# q1120, q1146). « C'est qui ? » asks for a person only in a question that names nothing (« Et
+# c'est qui ? », blind3 q1145): « La DGAFP, c'est qui ? » asks what a body is.
 NAME_Q = re.compile(
-    r"\bprenoms?\b|\bnommement\b|\bc.est qui\b|"
+    r"\bprenoms?\b|\bnommement\b|"
     r"^(?:et\s+)?qui\s+a\s+ete\s+(?:embauche|recrute|nomme|designe)e?s?\b"
 )
+WHO_IS_Q = re.compile(r"\bc.est qui\b")
 # A person is named with a civility (« M. Dupont », « Mme Martin »): capitalised pairs are no
 # evidence here, the dossier is full of them (« Gustave Eiffel », « Innovante IDEA »).
 PERSON_NAME = re.compile(r"\b(?:M\.?|Mme|Mlle|Monsieur|Madame|Dr|Pr)\s+[A-ZÉÈ][a-zéèëïô-]+")
@@ -614,6 +616,7 @@ class Assessor:
         asks_person = (
             PERSON_Q.search(part)
             or NAME_Q.search(part)
+            or (WHO_IS_Q.search(part) and not question_entities(original) and not scenario_mention(original))
             or (previous and _asked_of(PERSON_Q, part, original, previous))
         )
         if asks_person and not found(PERSON_NAME.search):
