@@ -305,6 +305,7 @@ UNANSWERABLE = [
     # An amount of something the dossier does price? No: its « 780 k€ » is « de masse salariale ».
     "Combien coûterait la refonte du site du CMA ?",
     "Comment vous créez un compte sur la plateforme MENTOR ?",  # a procedure, in speech
+    "Comment on fait pour s'inscrire à une formation sur SYFOADD ?",  # the infinitive after « faire »
     "Comment une école dépose-t-elle un module dans SYFOADD ?",  # asked of someone indefinite
     "Quelles sont les étapes pour réserver la Centrif' ?",  # a procedure noun
     "Est-ce que le comité de pilotage a retenu le scénario ENTPE ?",  # a decision, not inverted
@@ -331,6 +332,8 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("De quand date l'arrêté qui a inscrit la mission d'appui à la FOAD ?", "février 2017"),
     ("La structure CIPEN, quand a-t-elle été créée ?", "janvier 2020"),  # « créée » as « créé »
     ("La DGAFP, c'est qui ?", "DGAFP"),  # « c'est qui » of a body asks what it is, not a name
+    # Asked in the conditional, « comment on … » is how a scenario would work, not a procedure.
+    ("Comment on ferait pour garder la visibilité du CMA à l'université ?", "Gustave Eiffel"),
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the

@@ -716,8 +716,9 @@ class Assessor:
             return "il ne donne aucun pourcentage pour ce point" + named
         if TIME_Q.search(part) and not found(lambda u: bool(TIME.search(u)), near):
             return "il ne donne aucun horaire pour ce point" + named
-        if (howto := HOWTO_Q.search(part.strip())) is not None:
-            verb = next(v for v in howto.groups() if v)
+        if (howto := HOWTO_Q.search(part.strip())) is not None and (
+            verb := _procedure_verb(howto, part.strip())
+        ):
             action = set(analyze(verb))
             if action and not found(lambda u: bool(content_terms(u) & action)):
                 return "il ne décrit pas cette démarche" + named
@@ -804,6 +805,36 @@ def _as_written(match: re.Match[str], group: int | str, part: str, original: str
     if len(original) != len(part):
         return match.group(group)
     return original[match.start(group) : match.end(group)]
+
+
+def _procedure_verb(howto: re.Match[str], part: str) -> str | None:
+    """The action a procedure question asks about; None when the question, asked in speech, is
+    no procedure. A verb in the conditional or the future asks how a scenario would work (« Comment
+    on financerait le CMA ? », « Comment on ferait pour garder sa visibilité ? »), which the dossier
+    discusses in its own words: no procedure. After « faire », « pouvoir », « devoir » or « aller »
+    (« Comment on fait pour s'inscrire ? », « Comment un agent peut-il s'inscrire ? »), the action
+    is the infinitive that follows."""
+    verb = next(v for v in howto.groups() if v)
+    if not (howto.group("spoken") or howto.group("someone")):
+        return verb
+    if HYPOTHETICAL.search(verb):
+        return None
+    if LIGHT_VERB.fullmatch(verb):
+        following = FOLLOWING_INFINITIVE.match(part, howto.end())
+        return following.group(1) if following else None
+    return verb
+
+
+# Conditional and future endings (« ferait », « financerait », « pourra »).
+HYPOTHETICAL = re.compile(r"(?:rait|raient|rions|riez|ra|ront|rons)$")
+# « faire », « pouvoir », « devoir », « aller » in the present: the action is the infinitive after them.
+LIGHT_VERB = re.compile(
+    r"fai[st]|faites|font|peu[xt]|pouvez|peuvent|doi[st]|devez|doivent|vai[st]|va|allez|vont"
+)
+FOLLOWING_INFINITIVE = re.compile(
+    r"(?:-t)?(?:-(?:il|elle|on|je|vous|ils|elles))?\s*(?:pour\s+)?(?:(?:se|s.|me|m.|te|t.|le|la|les|l.|y|en)\s*)?"
+    r"([a-z]+(?:er|ir|re))\b"
+)
 
 
 def _of(word: str) -> str:
