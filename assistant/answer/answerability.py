@@ -330,10 +330,11 @@ _LINKS = r"(?:(?:de|des|du|la|le|les|et|en|pour|sur)\s+)?"
 
 def _expansion(entity: str) -> str:
     """A pattern for the words an acronym stands for, by their initials: a sentence that writes
-    « formation ouverte à distance » mentions the FOAD (blind3 q1005's kind, dev q232). Only for
-    acronyms of four letters or more: over the dossier, three-letter ones also matched unrelated
-    phrases (« missions tout en » for MTE, « a mentor ou » for AMO); from four letters, only
-    real expansions (CIPEN, FEST, FOAD, UPEM)."""
+    « formation ouverte à distance » mentions the FOAD (blind3 q1005's kind; the dossier has no
+    other such sentence to make a development question of, so tests/test_answering.py tests it).
+    Only for acronyms of four letters or more: over the dossier, three-letter ones also matched
+    unrelated phrases (« missions tout en » for MTE, « a mentor ou » for AMO); from four letters,
+    only real expansions (CIPEN, FEST, FOAD, UPEM)."""
     if len(entity) < 4 or not entity.isalpha() or not entity.isupper():
         return ""
     initials = [rf"(?:[dl]')?{letter.lower()}\w*" for letter in entity]
@@ -696,7 +697,7 @@ class Assessor:
         # The event dated is one the dossier never speaks of: every topic word of the question
         # (what is dated, beside the names) is a word the dossier never writes (« déménagera »,
         # « décentralisé »). Dev q234–q235, from blind3 q1134's kind.
-        unspoken = {t for t in topic_terms(original) - TYPE_TERMS - content_terms(" ".join(entities))}
+        unspoken = topic_terms(original) - TYPE_TERMS - content_terms(" ".join(entities))
         if DATE_Q.search(part) and unspoken and not any(self.stats.known(t) for t in unspoken):
             return "il ne parle pas de l'événement que la question date" + named
         if DATE_Q.search(part) and not found(lambda u: bool(DATE.search(_folded(u))), near):
