@@ -400,6 +400,12 @@ def test_the_names_of_a_refusal_read_as_french_with_the_dossiers_articles(pipeli
     assert "il ne donne aucun nombre d'agents pour l'ENTPE, le CMA et Lyon." in answer.text
 
 
+def test_a_name_the_dossier_gives_no_article_takes_the_questions(pipeline: AnswerPipeline) -> None:
+    answer = pipeline.answer("Qu'en pense la DRH du ministère, du scénario CMVRH ?")
+    assert answer.refused
+    assert "il ne rapporte aucun avis de la DRH." in answer.text
+
+
 @pytest.mark.parametrize(
     ("name", "texts", "expected"),
     [
