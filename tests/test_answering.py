@@ -267,6 +267,18 @@ def test_a_follow_up_asking_for_the_detail_gets_the_whole_list_even_across_passa
     assert_verified(answer, pipeline)
 
 
+def test_a_question_asking_for_an_announced_list_gets_all_of_it(pipeline: AnswerPipeline) -> None:
+    # « Les principales activités du CMA aujourd'hui sont les suivantes : » — the list goes on in
+    # the next passage; the question asks for the list, not for one of its items.
+    answer = pipeline.answer("Quelles sont aujourd'hui les principales activités du CMA ?")
+    assert contains(answer.text, "La veille et l'expérimentation")
+    assert contains(answer.text, "L'animation de la communauté ministérielle de la formation à distance")
+    # A word of one item asks for that item: the list is not brought whole.
+    item = pipeline.answer("Qu'est-ce que la FEST mentionnée dans les missions du CIPEN ?")
+    assert len(item.passages) <= 2
+    assert_verified(answer, pipeline)
+
+
 def test_the_decree_dates_are_reported_with_both_sources(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer(
         "De quand date l'arrêté qui a inscrit la mission d'appui dans l'organisation de l'ENTE ?"

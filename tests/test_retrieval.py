@@ -465,6 +465,33 @@ def test_passages_carry_verbatim_text_label_metadata_and_score(
     assert len({p.chunk_id for p in passages}) == len(passages)
 
 
+@pytest.mark.parametrize(
+    ("question", "heading"),
+    [
+        ("Qu'est-ce que la fiche CMVRH épingle comme inconvénients ?", "Scénario CMVRH › Limites"),
+        (
+            "Passe-moi en revue les questions ouvertes listées dans la fiche ENTPE.",
+            "Scénario ENTPE › Questions",
+        ),
+    ],
+)
+def test_a_section_asked_with_words_its_sheet_never_writes_is_listed(
+    retriever: Retriever, question: str, heading: str
+) -> None:
+    # « épingle », « passe », « revue » name no row of the sheet: the section is asked for whole.
+    result = retriever.search(question)
+    assert result.intent.listing
+    rows = [p for p in retriever.records if p.label.startswith(heading)]
+    assert {p.chunk_id for p in result.passages[: len(rows)]} == {r.chunk_id for r in rows}
+
+
+def test_a_section_asked_with_a_word_of_its_sheet_is_searched(retriever: Retriever) -> None:
+    # « plateformes » is written in the UGE sheet (an opportunity): a topic, not a request verb.
+    result = retriever.search("Côté UGE, ça pose un problème d'avoir plusieurs plateformes ?")
+    assert not result.intent.listing
+    assert any("Multi-plateforme" in p.text for p in result.passages[:3])
+
+
 def test_a_plain_question_is_ranked_by_score(retriever: Retriever) -> None:
     result = retriever.search("Combien d'agents compte le CIPEN ?")
     assert not result.intent.listing and not result.intent.compare

@@ -18,6 +18,7 @@ from functools import cached_property
 
 from assistant import domain
 from assistant.answer import answerability
+from assistant.answer.citations import passage_sentences
 from assistant.answer.comparison import COMPARE_COLUMNS
 from assistant.answer.extractive import (
     CorpusStats,
@@ -89,6 +90,8 @@ class ContextBuilder:
             )
         if intent.asks_detail:
             chosen = self._with_continuations(chosen)
+        elif chosen and not intent.follow_up and self._asks_announced_list(chosen[0], wanted):
+            chosen = self._with_continuations(chosen[:1]) + chosen[1:]
         return self._with_variants(chosen, wanted)
 
     def _with_continuations(self, chosen: list[Passage]) -> list[Passage]:
@@ -104,6 +107,32 @@ class ContextBuilder:
                     break
                 result.append(following)
         return result
+
+    def _asks_announced_list(self, passage: Passage, wanted: set[str]) -> bool:
+        """Whether the question asks for the list ``passage`` announces rather than one of its
+        items: its topic words are in the announcement (« Les principales activités du CMA
+        aujourd'hui sont les suivantes : ») at least as much as in any item, and the list goes on
+        in the next passage (the chunker cut it). « Quelles sont aujourd'hui les principales
+        activités du CMA ? » is then answered with the whole list (dev q034, blind3 q1019's kind)."""
+        if not continuation_ids(passage.chunk_id, self._following):
+            return False
+        topic = (wanted - self.stats.name_terms) or wanted
+        sentences = passage_sentences(passage.text)
+        announced = [i for i, s in enumerate(sentences) if s.rstrip().endswith(":")]
+        if not announced or not topic:
+            return False
+        start = announced[-1]
+
+        # The announcement (with the passage's title) must match the question better than any of
+        # the items (a word of one item asks for that item: « la FEST ») and at least as well as
+        # the prose before it.
+        def matched(text: str) -> int:
+            return len(content_terms(text) & topic)
+
+        announcement = matched(f"{passage.label.rsplit(' › ', 1)[-1]} {sentences[start]}")
+        prose = max((matched(s) for s in sentences[:start]), default=0)
+        items = max((matched(s) for s in sentences[start + 1 :]), default=0)
+        return announcement >= max(prose, 1) and announcement > items
 
     @cached_property
     def _by_id(self) -> dict[str, Passage]:

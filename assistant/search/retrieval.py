@@ -32,6 +32,7 @@ from assistant.search.index import CorpusIndex, Record
 from assistant.search.lexical import LexicalIndex
 from assistant.search.query import QueryIntent, expand_concepts, topic_text, understand
 from assistant.settings import Settings
+from assistant.text import analyze
 
 # The UGE's proposal note is part of the UGE scenario: a question about the UGE gets the note as
 # much as the sheet (measured: mrr@10 0.698 → 0.719 against a 0.6 weight); a question naming the
@@ -168,6 +169,7 @@ class Retriever:
         self._section_of = np.array([str(r.metadata.get("section_kind")) for r in self.records], dtype=object)
         self._rows: dict[tuple[str, str], list[int]] = {}
         self._scoped_cache: dict[str, list[tuple[np.ndarray, list[int]]]] = {}
+        self._scenario_words: dict[str, frozenset[str]] = {}
         for position, record in enumerate(self.records):
             key = (str(record.metadata.get("scenario")), str(record.metadata.get("section_kind")))
             self._rows.setdefault(key, []).append(position)
@@ -223,6 +225,7 @@ class Retriever:
         k = k or self.settings.top_k
         tuning = self.settings
         self._drop_missing_sections(intent)
+        self._list_unwritten_topic(intent)
         timings: dict[str, float] = {}
         allowed = self._allowed(scenarios, sections)
         domain_similarity: float | None = None
@@ -569,6 +572,33 @@ class Retriever:
             if not intent.inherited["sections"]:
                 del intent.inherited["sections"]
             intent.listing = intent.listing and bool(kept)  # no section left to list
+
+    def _list_unwritten_topic(self, intent: QueryIntent) -> None:
+        """A question naming a scenario's section whose other words the scenario's document never
+        writes asks for the section: « qu'est-ce que la fiche range dans les limites ? », « passe-moi
+        en revue les questions de la fiche ENTPE » — « range », « passe », « revue » name nothing
+        of the sheet. The section is then listed whole rather than searched for the row closest to
+        a request verb (blind3 q1016, q1017 and q1024's kind, dev q238–q239). A word written
+        elsewhere in the sheet is a topic, which may be in another section than the one named
+        (« ça pose un problème d'avoir plusieurs plateformes ? » is answered by an opportunity)."""
+        if intent.listing or intent.follow_up or intent.compare or not (intent.sections and intent.scenarios):
+            return
+        topic = set(analyze(topic_text(intent.question, intent.sections)))
+        if not topic or not any((s, k) in self._rows for s in intent.scenarios for k in intent.sections):
+            return
+        if not any(topic & self._words_of(scenario) for scenario in intent.scenarios):
+            intent.listing = True
+
+    def _words_of(self, scenario: str) -> frozenset[str]:
+        """The analysed words of a scenario's passages (breadcrumbs included), read once."""
+        if scenario not in self._scenario_words:
+            self._scenario_words[scenario] = frozenset(
+                term
+                for position, of in enumerate(self._scenario_of)
+                if of == scenario
+                for term in analyze(f"{self.records[position].label} {self.records[position].text}")
+            )
+        return self._scenario_words[scenario]
 
     @cached_property
     def _following(self) -> dict[str, str]:
