@@ -279,6 +279,14 @@ def test_a_question_asking_for_an_announced_list_gets_all_of_it(pipeline: Answer
     assert_verified(answer, pipeline)
 
 
+def test_a_question_quoting_the_dossier_is_never_off_domain(pipeline: AnswerPipeline) -> None:
+    # Its other words lie far from the dossier, but the quoted phrase is written in it (« voûte »
+    # with its circumflex, the dossier without).
+    answer = pipeline.answer("La note parle de « clé de voûte » : recopie-moi la phrase exacte")
+    assert not answer.refused
+    assert contains(answer.text, "la clé de voute de la consolidation des collaborations")
+
+
 def test_the_decree_dates_are_reported_with_both_sources(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer(
         "De quand date l'arrêté qui a inscrit la mission d'appui dans l'organisation de l'ENTE ?"
@@ -327,6 +335,9 @@ UNANSWERABLE = [
     "Combien coûte par mois la licence de SYFOADD ?",  # the thing priced after an adverbial
     "En quelle année le CMA a-t-il été délocalisé ?",  # an event the dossier never speaks of
     "Quel est l'avis du Cerema sur le rattachement du CMA à l'ENTPE ?",  # a body's opinion, never reported
+    "L'ENSG, elle en pense quoi, du scénario UGE ?",  # the same, asked in speech
+    "Le SNUM est-il pour ou contre le rattachement au CMVRH ?",
+    "La DGAFP a-t-elle donné son accord au scénario CMVRH ?",
 ]
 # Answerable questions of the same forms: the rules look for the kind of answer, not for words.
 ANSWERABLE_OF_THOSE_FORMS = [

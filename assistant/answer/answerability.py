@@ -231,12 +231,20 @@ PAST_ACT_Q = re.compile(
 # other sets unchanged, no false refusal on any set. Tried instead: the body's name next to one of
 # the question's topic words, without a word of opinion: dev 0.931, blind3 0.812. Left: a body
 # named in lower case (dev q129, « la position des organisations syndicales »).
+# Since 03/12/2026 also the spoken forms of the same request (French grammar, the verbs and
+# phrases of a stance asked of its holder: « ils en pensent quoi », « est-il pour ou contre »,
+# « s'est-elle prononcée », « a-t-il donné son feu vert / son accord », « elle a répondu quoi »),
+# from blind4's first reading (q1208, q1211, q1242, q1320, q1360 answered with a passage), dev
+# q240–q242.
 OPINION_Q = re.compile(
     r"\bqu.en (?:pense|pensent|penserai)\w*|\bque (?:pense|pensent)\b|"
-    r"\b(?:quelle|la|sa|leur) position\b|"
+    r"\ben (?:pense|pensent|penserai\w*) quoi\b|\bpour ou contre\b|\bprononce\w*\b|"
+    r"\b(?:son|leur) (?:feu vert|accord|aval)\b|\b(?:repondu|repond|repondent) quoi\b|"
+    r"\b(?:quelle|la|sa|leur) (?:position|reponse)\b|"
     r"\b(?:quel|son|leur) (?:avis|point de vue|opinion)\b|\bl.(?:avis|opinion)\b"
 )
 STANCE_TERMS = content_terms(domain.words("stance_terms"))
+QUOTED = re.compile(r"[«\"“]\s*([^»\"”]+?)\s*[»\"”]")
 DECISION = re.compile(
     r"\b(a|ont|avait|avaient)\s+(bien\s+|deja\s+|finalement\s+)?(ete\s+)?(retenu|choisi|decide|tranche|valide|"
     r"acte|arbitre|adopte|signe|remis|publie|approuve|rendu|reuni|tenu|accepte|refuse|confirme)e?s?\b|\bdecision\b"
@@ -509,7 +517,15 @@ class Assessor:
         asked = content_terms(question) - TYPE_TERMS
         if asked and all(self.stats.known(t) for t in asked):
             return None
+        if any(self._quoted_in_dossier(span) for span in QUOTED.findall(question)):
+            # « La note parle de « clé de voûte » : recopie-moi la phrase exacte » quotes the
+            # dossier: it is about it, however far its other words (blind4 q1244, dev q243).
+            return None
         return "la question sort de son sujet (l'avenir du CMA et les scénarios de son rattachement)"
+
+    def _quoted_in_dossier(self, span: str) -> bool:
+        wanted = _folded(span).strip()
+        return len(wanted) >= 4 and any(wanted in _folded(text) for text in self._texts)
 
     def off_topic(self, question: str) -> str | None:
         """None of the question's words occurs in the dossier. With EmbeddingGemma the
@@ -641,7 +657,10 @@ class Assessor:
             if stems and not found(lambda u: bool(content_terms(u) & stems)):
                 return "il ne rapporte aucun acte de ce genre" + named_after
         if OPINION_Q.search(part):
-            holders = [e for e in question_entities(original) if not detect_scenarios(e)]
+            # The body whose opinion is asked is named first (« VNF, ils en pensent quoi du
+            # rattachement au CMVRH ? », « L'IFSTTAR s'est-il prononcé sur le CMA ? »): the others
+            # are what the opinion is about.
+            holders = [e for e in question_entities(original)[:1] if not detect_scenarios(e)]
             for holder in holders:
                 if not found(lambda u: bool(content_terms(u) & STANCE_TERMS), named=holder):
                     return f"il ne rapporte aucun avis {_of_named(self.named([holder], original))}"
