@@ -22,6 +22,7 @@ from assistant.answer.citations import passage_sentences
 from assistant.answer.comparison import COMPARE_COLUMNS
 from assistant.answer.extractive import (
     CorpusStats,
+    own_title,
     rank_passages,
     relevant_variants,
     section_table,
@@ -129,7 +130,7 @@ class ContextBuilder:
         def matched(text: str) -> int:
             return len(content_terms(text) & topic)
 
-        announcement = matched(f"{passage.label.rsplit(' › ', 1)[-1]} {sentences[start]}")
+        announcement = matched(f"{own_title(passage)} {sentences[start]}")
         prose = max((matched(s) for s in sentences[:start]), default=0)
         items = max((matched(s) for s in sentences[start + 1 :]), default=0)
         return announcement >= max(prose, 1) and announcement > items

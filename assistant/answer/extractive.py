@@ -265,7 +265,7 @@ def excerpt_pieces(
     heading is never one of them (it is the title above the quotes); a sentence that announces a
     list brings the list's items."""
     lines = [line.strip() for line in passage.text.splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0] == _title(passage):
+    if len(lines) > 1 and lines[0] == own_title(passage):
         lines = lines[1:]  # the heading is the title shown above the quotes
     text = " ".join(lines)
     if len(text) <= max_chars:
@@ -302,13 +302,14 @@ def excerpt_pieces(
     return [sentences[i] for i in sorted(chosen)]
 
 
-def _title(passage: Passage) -> str:
+def own_title(passage: Passage) -> str:
+    """The last step of the passage's breadcrumb: its own heading (a row's subject, a part's title)."""
     return passage.label.rsplit(" › ", 1)[-1].strip()
 
 
 def _heading_index(passage: Passage, sentences: list[str]) -> int | None:
     """The sentence that is the passage's own heading (its title, shown above the quotes), if any."""
-    if len(sentences) > 1 and sentences[0].strip() == _title(passage):
+    if len(sentences) > 1 and sentences[0].strip() == own_title(passage):
         return 0
     return None
 
