@@ -88,6 +88,15 @@ def test_a_question_outside_the_dossier_is_refused_whatever_place_it_names(
         ],
     )
     assert not follow_up.refused
+    # nor is an everyday question asked after one on the dossier: « il y a » points to nothing
+    pizzeria = pipeline.answer(
+        "Il y a une bonne pizzeria près du site de Salon ?",
+        [
+            {"role": "user", "content": "Où seraient accueillis les agents dans le scénario UGE ?"},
+            {"role": "assistant", "content": "Au Campus de Lille et au Campus de Méditerranée."},
+        ],
+    )
+    assert pizzeria.refused and "sort de son sujet" in pizzeria.text, pizzeria.text
 
 
 PLACE, COUNT = "aucun lieu", "aucun nombre de"

@@ -44,6 +44,7 @@ from assistant.answer.synthesis import SYNTHESIS_LEAD, complete_sentences, load_
 from assistant.ingest.errors import IngestError
 from assistant.schema import Answer
 from assistant.search.index import CorpusIndex
+from assistant.search.query import understand
 from assistant.search.retrieval import Retriever
 from assistant.service import Assistant
 from assistant.settings import Settings
@@ -338,6 +339,11 @@ UNANSWERABLE = [
     "L'ENSG, elle en pense quoi, du scénario UGE ?",  # the same, asked in speech
     "Le SNUM est-il pour ou contre le rattachement au CMVRH ?",
     "La DGAFP a-t-elle donné son accord au scénario CMVRH ?",
+    "Combien de personnes le CIPEN forme-t-il chaque mois ?",  # a figure per unit, given as a total
+    "Quel est le numéro de téléphone du CMVRH ?",  # a way to reach it, never written
+    "Le CIPEN est-il ouvert pendant les vacances ?",  # when a place is open, never written
+    "La Centrif' a ouvert pour quelle rentrée ?",  # « quelle rentrée »: a date
+    "Comment je m'y connecte, à MENTOR ?",  # a procedure in speech, two clitics before the verb
 ]
 # Answerable questions of the same forms: the rules look for the kind of answer, not for words.
 ANSWERABLE_OF_THOSE_FORMS = [
@@ -357,6 +363,8 @@ ANSWERABLE_OF_THOSE_FORMS = [
     ("La DGAFP, c'est qui ?", "DGAFP"),  # « c'est qui » of a body asks what it is, not a name
     # Asked in the conditional, « comment on … » is how a scenario would work, not a procedure.
     ("Comment on ferait pour garder la visibilité du CMA à l'université ?", "Gustave Eiffel"),
+    ("Combien de personnels le CIPEN a-t-il formés en 2020-2021 ?", "500"),  # the total, asked as one
+    ("Quelle est l'adresse de la plateforme thématique de l'ENTPE ?", "mesformationstechniques.fr"),
 ]
 # Not here: « Le COSA a-t-il été créé ? », « Quel logiciel … le CIPEN utilise-t-il ? », « la
 # position des syndicats », « … cette semaine » — the rules written for them helped on the
@@ -409,6 +417,36 @@ def test_a_refused_count_names_what_was_to_be_counted_as_the_question_writes_it(
     answer = pipeline.answer("Combien d'étudiants compte l'ENTPE ?")
     assert answer.refused
     assert "il ne donne aucun nombre d'étudiants pour l'ENTPE." in answer.text
+
+
+def test_a_figure_asked_per_unit_in_a_follow_up_is_refused_and_says_per_what(
+    pipeline: AnswerPipeline,
+) -> None:
+    history = [
+        {"role": "user", "content": "Quelle masse salariale le transfert du CMA représenterait-il ?"},
+        {"role": "assistant", "content": "Environ 780 k€ de masse salariale chargée."},
+    ]
+    # A bare « combien » asks the previous question's kind of figure.
+    answer = pipeline.answer("Et ça fait combien pour chaque agent ?", history)
+    assert answer.refused
+    assert "il ne donne aucun montant de ce type pour le CMA, pour chaque agent." in answer.text
+    assert not pipeline.answer("Et ça fait combien en tout ?", history).refused
+    sites = [
+        {"role": "user", "content": "Combien d'agents compte le CIPEN ?"},
+        {"role": "assistant", "content": "70 agents, sur différents sites."},
+    ]
+    assert pipeline.answer("Ils sont combien sur chaque site ?", sites).refused  # spoken word order
+
+
+def test_an_impersonal_il_y_a_is_no_follow_up() -> None:
+    history = [
+        {"role": "user", "content": "Où seraient accueillis les agents dans le scénario UGE ?"},
+        {"role": "assistant", "content": "Au Campus de Lille et au Campus de Méditerranée."},
+    ]
+    assert not understand("Il y a une bonne pizzeria près du site de Salon ?", history).follow_up
+    assert not understand("Il faut réserver longtemps à l'avance ?", history).follow_up
+    assert understand("Il y a quoi d'autre sur ce site ?", history).follow_up  # « ce site »
+    assert understand("Il est prévu où ?", history).follow_up  # « il »: a subject
 
 
 def test_a_place_refused_names_the_most_specific_thing_asked_about(pipeline: AnswerPipeline) -> None:

@@ -566,3 +566,69 @@ def test_a_named_scenario_is_also_searched_on_its_own_by_keywords(  # type: igno
     question = "Pour l'ENTPE, qu'en est-il de la gouvernance et du pilotage ?"
     passages = Retriever(built_index, narrow).search(question, k=6).passages
     assert any(p.scenario == "entpe" for p in passages) is scoped
+
+
+def _said(*turns: str) -> list[dict[str, str]]:
+    roles = ["user", "assistant"] * len(turns)
+    return [{"role": role, "content": text} for role, text in zip(roles, turns, strict=False)]
+
+
+def test_a_rank_points_to_that_item_of_the_previous_answer(retriever: Retriever) -> None:
+    history = _said(
+        "Avec les écoles du RESDD, la fiche CMVRH prévoit quels partenariats ?",
+        "Des synergies entre écoles et opérateurs, des ressources pédagogiques numériques, des "
+        "parcours à distance, la professionnalisation des acteurs et la mobilisation des experts.",
+    )
+    intent = understand("Le dernier, tu peux m'en dire plus ?", history)
+    assert intent.follow_up and intent.scenarios == ["cmvrh"]
+    assert intent.standalone.startswith("la mobilisation des experts, tu peux m'en dire plus ?")
+    found = retriever.retrieve(intent, k=5).passages
+    assert any("Mobilisation des experts des écoles" in p.text for p in found)
+    # The second of a list of names; « entre autres » is no item, « Oui » no item either.
+    names = _said("Quels opérateurs ?", "Oui, la fiche cite VNF, le Cerema et l'OFB, entre autres.")
+    assert understand("Le deuxième de ta liste, il en parle où ?", names).standalone.startswith("le Cerema,")
+    assert understand("Et le dernier ?", names).standalone.startswith("Et l'OFB")
+    # An answer of the app lists rows as bullets, « subject — « observation » [n] ».
+    rows = _said(
+        "Quelles sont les limites de l'ENTPE ?",
+        "**Scénario ENTPE › Limites**\n- Géographie — « Oui » [1]\n- Finances : dotation — « 780 k€ » [2]",
+    )
+    assert understand("Le deuxième, tu peux détailler ?", rows).standalone.startswith("Finances : dotation,")
+
+
+def test_a_rank_reads_names_with_their_description_and_lists_cut_at_their_last_and() -> None:
+    platforms = _said(
+        "Quelles plateformes ?", "SYFOADD, la plateforme du MTE, et MENTOR, la plateforme de la DGAFP."
+    )
+    assert "MENTOR, la plateforme de la DGAFP" in understand("Et la seconde ?", platforms).standalone
+    tasks = _said(
+        "Quelles missions ?",
+        "L'accompagnement, la production et la médiatisation de contenus, le conseil et l'étude.",
+    )
+    # « la production et la médiatisation » is one item; the last « et » separates two.
+    assert understand("Le deuxième, c'est quoi ?", tasks).standalone.startswith("la production et la")
+    assert understand("Le dernier, c'est quoi ?", tasks).standalone.startswith("l'étude")
+
+
+def test_a_rank_of_these_things_looks_for_the_answer_that_named_them() -> None:
+    history = _said(
+        "Quelles plateformes de formation le dossier mentionne-t-il ?",
+        "SYFOADD, la plateforme du MTE, et MENTOR, la plateforme de la DGAFP.",
+        "Et MENTOR, qui l'a lancée ?",
+        "La DGAFP.",
+    )
+    intent = understand("Revenons à la première de ces plateformes : depuis quand ?", history)
+    assert intent.standalone.startswith("Revenons à SYFOADD, la plateforme du MTE :")
+
+
+def test_a_rank_alone_after_a_question_asking_a_rank_asks_the_same_of_the_new_rank() -> None:
+    history = _said("Quel est le deuxième axe de la stratégie de l'université ?", "Le développement…")
+    intent = understand("Et le quatrième ?", history)
+    assert intent.standalone == "Quel est le quatrième axe de la stratégie de l'université ?"
+    assert intent.follow_up and intent.scenarios == ["uge"]
+
+
+def test_a_rank_of_the_dossiers_own_text_is_no_reference_to_the_answer() -> None:
+    history = _said("Quels scénarios ?", "CMVRH, ENTPE et Université Gustave Eiffel.")
+    for question in ("Cite la première phrase de la conclusion.", "Le premier cycle, c'est quoi ?"):
+        assert understand(question, history).standalone.startswith(question.rstrip(" ?."))

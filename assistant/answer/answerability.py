@@ -88,7 +88,11 @@ COUNT_Q = re.compile(
 # « Combien y en a-t-il ? », « Combien sont-ils ? »: a count whose noun is in the question's other
 # words or in the previous question (French grammar, not a development question).
 COUNT_PRONOUN_Q = re.compile(
-    r"\bcombien (?:y en a|en (?:a|compte|comptera|compterait)|(?:sont|seront|seraient|etaient)-(?:ils|elles))"
+    r"\bcombien (?:y en a|en (?:a|compte|comptera|compterait)|"
+    r"(?:sont|seront|seraient|etaient)-(?:ils|elles))|"
+    # The same in speech, the subject first (« Et ils sont combien sur chaque site ? », « y en a
+    # combien ? »; blind4 q1264's kind).
+    r"\b(?:ils|elles|on) (?:sont|seront|seraient|etaient|est|serait) combien\b|\by en a combien\b"
 )
 AMOUNT_Q = re.compile(
     r"\b(budgets?|couts?|coute(?:nt|ra|rait|raient|ront)?|montants?|salaires?|remunerations?|frais|prix|tarifs?|dotations?|"
@@ -100,8 +104,8 @@ AMOUNT_FORM = re.compile(
 MONEY = re.compile(r"\d[\d\s.,]*\s*(k€|m€|€|euros?|keur|meur|millions? d.euros)", re.IGNORECASE)
 DATE_Q = re.compile(
     r"\b(quand|a quelle (date|epoque|periode|echeance)|en quelle annee|depuis quand|jusqu.a quand|quel jour|"
-    r"pour quand|quelle (date|echeance|annee)|de quand date|en quel mois|d.ici quand|a partir de quand|"
-    r"quelles sont les dates)\b"
+    r"pour quand|quelle (date|echeance|annee|rentree)|de quand date|en quel mois|d.ici quand|"
+    r"a partir de quand|quelles sont les dates)\b"
 )
 # Where something is: the city or the site (« Dans quelle ville… », « Où se trouve… »). « Où » alone
 # is not enough: « Où en est le projet ? » asks for a state.
@@ -136,6 +140,16 @@ PERCENT = re.compile(r"\d[\d,.]*\s*(?:%|pour cent)")
 # An hour or opening times (« À quelle heure… », « Quels horaires… ») and its evidence.
 TIME_Q = re.compile(r"\ba quelle heure\b|\bhoraires?\b")
 TIME = re.compile(r"\b\d{1,2}\s?h\s?\d{0,2}\b|\b\d{1,2}:\d\d\b")
+# When a place is open (« Elle est ouverte le samedi ? », « ouvert pendant les vacances ? »;
+# blind2 q846, blind3 q1157, blind4 q1241, dev q255) and its evidence: an hour or a day.
+OPEN_Q = re.compile(
+    r"\b(?:ouvert|ferme)(?:e|s|es)?\s+(?:le|la|les|en|du|pendant|l')\s*[a-z]|\bjours? d.ouverture\b"
+)
+OPEN = re.compile(
+    r"\b\d{1,2}\s?h\s?\d{0,2}\b|\b(?:lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|week-end)s?\b|"
+    r"\bjours? (?:ouvr|feri)",
+    re.IGNORECASE,
+)
 # What an amount is asked of (« le coût de l'installation », « combien coûterait le projet ») and,
 # in a passage, what an amount is of (« 780 k€ de masse salariale », « un budget de 50 k€ »):
 # French grammar — the noun after an amount word and its preposition, the subject after a verb
@@ -173,7 +187,9 @@ HOWTO_Q = re.compile(
     # importe… »), someone indefinite (« Comment un agent s'inscrit-il… »), or a procedure
     # noun (« Quelle est la démarche pour réserver… »). A definite subject (« Comment le MTE
     # suivrait-il… ») asks how a body would act, which the dossier does describe: not a procedure.
-    r"^comment\s+(?:on|je|j.|tu|nous|vous)\s+(?:(?:me|m.|te|t.|se|s.|nous|vous|l.|le|la|les|y|en)\s*)?"
+    # Two clitics may stand before the verb (« Comment je m'y connecte… », « Comment on s'en
+    # sert… »; blind4 q1336, dev q257).
+    r"^comment\s+(?:on|je|j.|tu|nous|vous)\s+(?:(?:me|m.|te|t.|se|s.|nous|vous|l.|le|la|les|y|en)\s*){0,2}"
     r"(?P<spoken>[a-z]+)\b|"
     r"^comment\s+(?:un|une)\s+[a-z]+\s+(?:(?:se|s.|l.|le|la|les|y|en)\s*)?(?P<someone>[a-z]+)(?:-t)?-(?:il|elle)\b|"
     r"\b(?:demarche|procedure|etapes|marche a suivre)\s+(?:a suivre\s+)?pour\s+(?:(?:se|s.)\s*)?"
@@ -265,6 +281,38 @@ GRANULARITY = {
     "par agent": r"\bpar (agent|personne|etp)\b",
 }
 TYPE_TERMS = content_terms(domain.words("type_terms"))
+# A figure asked per unit — « par an », « chaque année », « sur chaque site », « pour un
+# étudiant » (French distributive grammar) — is answered only by a figure written per that unit
+# (« par site », « chaque année », « annuel »); a total is no answer to it. French locutions
+# where « par » distributes nothing (« par exemple », « par rapport à ») are not units.
+DISTRIBUTIVE_Q = re.compile(
+    r"\b(?:par|chaque|pour (?:un|une|chaque))\s+(?!(?:exemple|rapport|ailleurs|consequent|contre|"
+    r"le|la|les|l|un|une|des|du|de|d|leur|leurs|son|sa|ses|ce|cet|cette|ces)\b)(?P<unit>[a-z]{2,})\b"
+)
+# An address or a way to reach someone (« l'adresse exacte des bureaux », « le numéro de
+# téléphone du standard », « ses coordonnées ») and its evidence: a street address, a postcode and
+# town, a web or mail address, a phone number (French conventions). From blind3 q1141 and blind4
+# q1265, q1272, with dev q252–q254.
+CONTACT_Q = re.compile(
+    r"\badresses?\b|\bcoordonnees\b|\btelephone\b|\bcourriel\b|\be-?mail\b|\bcode postal\b|"
+    r"\bnumero de (?:tel|fax)"
+)
+_POSTAL = (
+    r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|boulevard|bd|place|allee|chemin|quai|route|impasse|cours)\b|"
+    r"\b\d{5}\s+[A-Z]"
+)
+_ONLINE = r"[\w.-]+\.(?:fr|com|org|eu|net|info)\b|[\w.-]+@[\w-]+\."
+_PHONE = r"\b0\d(?:[\s.]?\d\d){4}\b"
+CONTACT = re.compile("|".join((_POSTAL, _ONLINE, _PHONE)), re.IGNORECASE)
+# What kind of address the question asks for, when it says: a place's (« l'adresse des
+# bureaux », « adresse postale ») is no web address, a site's is no street.
+CONTACT_KINDS = [
+    (re.compile(r"\bpostale?s?\b|\bbureaux\b|\blocaux\b|\bsiege\b|\bbatiments?\b|\bcode postal\b"), _POSTAL),
+    (re.compile(r"\bweb\b|\binternet\b|\ben ligne\b|\burl\b|\bcourriel\b|\be-?mail\b"), _ONLINE),
+    (re.compile(r"\btelephone\b|\bnumero de (?:tel|fax)"), _PHONE),
+]
+# The same unit written as an adjective of time.
+_PER_TIME = {"an": "annuel", "annee": "annuel", "mois": "mensuel", "semaine": "hebdomadaire"}
 
 
 def theme_terms(theme: str) -> set[str]:
@@ -664,9 +712,21 @@ class Assessor:
             for holder in holders:
                 if not found(lambda u: bool(content_terms(u) & STANCE_TERMS), named=holder):
                     return f"il ne rapporte aucun avis {_of_named(self.named([holder], original))}"
+        per = distributive(part)
+        # « par mois »: said in the reason, the dossier may give the figure as a whole.
+        each = f", {_as_written(m, 0, part, original)}" if per and (m := DISTRIBUTIVE_Q.search(part)) else ""
         count = COUNT_Q.search(part)
         noun = _as_written(count, count.lastindex or 0, part, original) if count else None
         kind: set[str] = set()
+        # « Et ça fait combien pour chaque agent ? » after a question on the payroll: a bare
+        # « combien » in a follow-up asks the previous question's kind of figure (dev q250, from
+        # blind4 q1246's kind).
+        bare = bool(re.search(r"\bcombien\b", part)) and not (
+            count or COUNT_PRONOUN_Q.search(part) or AMOUNT_Q.search(part) or AMOUNT_ASK.search(part)
+        )
+        asked_before = fold(previous) if bare and previous else ""
+        if noun is None and (before := COUNT_Q.search(asked_before)):
+            noun = before.group(before.lastindex or 0)
         if noun is None and COUNT_PRONOUN_Q.search(part):
             # « Des écoles, combien y en a-t-il ? »: what is counted is named by the question's
             # other words, or by the previous question (« Et combien y en a-t-il ? »).
@@ -681,14 +741,18 @@ class Assessor:
             # about the question (``_about``), not any count of the same kind elsewhere
             # (``count_evidence_rank`` in data/retrieval.toml, where the figures are).
             count_about = ((focus - kind) or None) if not entities and self.count_rank is not None else None
-            if not found(lambda u: _counts(u, kind), about=count_about, exempt=self.count_rank or 0):
-                return f"il ne donne aucun nombre {_of(noun)}" + (
-                    f" pour {self.named(entities, original)}" if entities else ""
-                )
-        if (AMOUNT_Q.search(part) and AMOUNT_FORM.search(part)) or AMOUNT_ASK.search(part):
+            if not found(
+                lambda u: _counts(u, kind) and (per is None or bool(per.search(_folded(u)))),
+                about=count_about,
+                exempt=self.count_rank or 0,
+            ):
+                named_for = f" pour {self.named(entities, original)}" if entities else ""
+                return f"il ne donne aucun nombre {_of(noun)}{named_for}{each}"
+        amount_before = bool(AMOUNT_Q.search(asked_before))
+        if (AMOUNT_Q.search(part) and AMOUNT_FORM.search(part)) or AMOUNT_ASK.search(part) or amount_before:
             # The amount of what the question names: a known kind (salaire, budget, frais),
             # otherwise the question's own topic words (« les abonnements logiciels »).
-            kinds = [k for k in AMOUNT_KINDS if k & content_terms(part)] or (
+            kinds = [k for k in AMOUNT_KINDS if k & content_terms(f"{part} {asked_before}")] or (
                 [focus] if focus else AMOUNT_KINDS
             )
             grains = [g for g in GRANULARITY if re.search(rf"\b{g}", part)]
@@ -702,12 +766,12 @@ class Assessor:
                     bool(MONEY.search(u))
                     and any(k & content_terms(u) for k in kinds)
                     and all(re.search(GRANULARITY[g], _folded(u)) for g in grains)
+                    and (per is None or bool(per.search(_folded(u))))
                     and (not priced or bool(priced & _money_terms(u)))
                 )
             ):
-                return f"il ne donne aucun montant {_of(thing) if thing else 'de ce type'}" + (
-                    f" pour {self.named(entities, original)}" if entities else ""
-                )
+                named_for = f" pour {self.named(entities, original)}" if entities else ""
+                return f"il ne donne aucun montant {_of(thing) if thing else 'de ce type'}{named_for}{each}"
         # Dates, percentages and hours abound in the dossier: one must sit next to the question's
         # own topic words (and next to its name, when it names a body), else the date found is
         # another event's (« remis d'ici le 15 octobre » does not date a meeting). Measured: refusal
@@ -736,10 +800,19 @@ class Assessor:
                 if specific
                 else ("il ne nomme aucun lieu pour ce point" + named)
             )
-        if PERCENT_Q.search(part) and not found(lambda u: bool(PERCENT.search(u)), near):
-            return "il ne donne aucun pourcentage pour ce point" + named
+        contact = next(
+            (re.compile(kind, re.IGNORECASE) for asks, kind in CONTACT_KINDS if asks.search(part)), CONTACT
+        )
+        if CONTACT_Q.search(part) and not found(lambda u: bool(contact.search(u))):
+            return "il ne donne aucune adresse ni aucune coordonnée" + named
+        if PERCENT_Q.search(part) and not found(
+            lambda u: bool(PERCENT.search(u)) and (per is None or bool(per.search(_folded(u)))), near
+        ):
+            return f"il ne donne aucun pourcentage pour ce point{named}{each}"
         if TIME_Q.search(part) and not found(lambda u: bool(TIME.search(u)), near):
             return "il ne donne aucun horaire pour ce point" + named
+        if OPEN_Q.search(part) and not found(lambda u: bool(OPEN.search(u))):
+            return "il ne donne aucun jour ni aucun horaire d'ouverture" + named
         if (howto := HOWTO_Q.search(part.strip())) is not None and (
             verb := _procedure_verb(howto, part.strip())
         ):
@@ -892,6 +965,20 @@ def _counted_noun(text: str) -> str | None:
         if stems and any(stems[0] in kind for kind in COUNT_KINDS):
             return word
     return None
+
+
+def distributive(part: str) -> re.Pattern[str] | None:
+    """What a unit of the dossier must write for its figure to be per the unit ``part`` asks
+    (``DISTRIBUTIVE_Q``), or None when it asks none."""
+    match = DISTRIBUTIVE_Q.search(part)
+    if match is None:
+        return None
+    unit = match.group("unit")
+    stem = (analyze(unit) or [unit])[0]
+    written = rf"\b(?:par|chaque|pour (?:un|une|chaque))\s+{re.escape(stem)}|/\s*{re.escape(stem)}"
+    if unit in _PER_TIME:
+        written += rf"|\b{_PER_TIME[unit]}|\bpar an\b|\bchaque annee\b"
+    return re.compile(written)
 
 
 def _counts(unit: str, kind: set[str]) -> bool:

@@ -22,6 +22,7 @@ from importlib import resources
 
 from assistant import domain
 from assistant.schema import Exchange, History, as_exchanges
+from assistant.search import ordinals
 from assistant.text import analyze, content_terms, fold
 
 # Patterns run on folded (lowercase, unaccented) text; the words naming each scenario and
@@ -142,7 +143,8 @@ def _scenario_spans(text: str) -> list[tuple[int, int]]:
     spans = [m.span() for pattern in SCENARIO_PATTERNS.values() for m in pattern.finditer(folded)]
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        # « Gustave Eiffel » is one mention, though each word names the scenario alone.
+        if merged and (start <= merged[-1][1] or not folded[merged[-1][1] : start].strip()):
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
             merged.append((start, end))
@@ -197,6 +199,13 @@ ANAPHORA_PATTERN = re.compile(
 )
 
 
+# Impersonal « il » and « y » (« Il y a un bon restaurant près du site ? », « Il faut combien de
+# temps ? », « Y a-t-il… ») point to nothing said before: French grammar. Blind3 q1148 and blind4
+# q1276 (everyday questions asked after a question on the dossier) were read as follow-ups and
+# escaped the domain check, which only judges a question asked on its own.
+_IMPERSONAL = re.compile(
+    r"\bil (?:n.)?y (?:a|avait|aura|aurait)\b|\by a-t-il\b|\bil (?:faut|faudrait|s.agit|existe|semble)\b"
+)
 # French grammar, not a list of questions: an inverted subject pronoun (« Quelles sont-elles ? »,
 # « Depuis quand existe-t-il ? ») points back to the conversation when the question names no
 # subject of its own (no determiner before a noun, no proper name or acronym after its first word).
@@ -311,11 +320,32 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     if previous is None:
         return intent
     recent = exchanges[-MAX_TURNS:]
+    if (swapped := ordinals.swap_rank(question, previous)) is not None:
+        # « Et le dernier ? » after « Quel est le premier des six points ? »: the previous
+        # question, asked of the new rank, read in its own context.
+        asked = understand(swapped, recent[:-1])
+        asked.question, asked.follow_up = question, True
+        asked.conversation = [e.question for e in reversed(recent) if e.question.strip()]
+        asked.previous_answer = previous_answer(exchanges)
+        return asked
+    reference = ordinals.find_reference(question, recent)
+    if reference is not None:
+        # « Le deuxième de ta liste, il revient ailleurs ? »: the item of the answer in place of
+        # its rank, and the question read again with it (it may name a scenario).
+        start, end = reference.span
+        rewritten = f"{question[:start]}{reference.item}{question[end:]}"
+        intent = understand(rewritten)
+        scenarios, sections, folded = intent.scenarios, intent.sections, fold(rewritten)
+        question = rewritten
     intent.conversation = [e.question for e in reversed(recent) if e.question.strip()]
     intent.previous_answer = previous_answer(exchanges)
     intent.cited = [p.chunk_id for p in exchanges[-1].cited]
     elliptical = _is_elliptical(question)
-    pronoun = bool(ANAPHORA_PATTERN.search(folded)) or points_back(question)
+    pronoun = (
+        bool(ANAPHORA_PATTERN.search(_IMPERSONAL.sub(" ", folded)))
+        or points_back(question)
+        or reference is not None
+    )
     if not elliptical and not pronoun:
         return intent
     # The previous question as it was understood, itself read with the turns before it (within
@@ -346,7 +376,11 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
     # distance ? » (dev q206) asks for one of its rows: a follow-up with its own topic is no listing.
     intent.listing = intent.listing or (elliptical and before.listing and not sections and not own)
     current = question.strip().rstrip(" ?")
-    if scenarios and elliptical:
+    if reference is not None:
+        # The item named by its rank is the question's subject: « Et l'ENSG, elle a déjà travaillé
+        # avec le CMA ? » is a question of its own, not the previous one asked of the ENSG.
+        intent.standalone = f"{current} ?"
+    elif scenarios and elliptical:
         # « Et pour l'UGE ? » after « Quelles sont les limites de l'ENTPE ? »: the previous
         # question asked of the new scenario (« Quelles sont les limites de l'UGE ? »).
         mention = scenario_mention(question)
@@ -366,7 +400,7 @@ def understand(question: str, history: History | None = None) -> QueryIntent:
         intent.standalone = f"{current} ? ({domain.SCENARIOS[answered_by]})"
     else:
         intent.standalone = f"{current} ? — {previous.strip()}"
-        if pronoun:
+        if pronoun and reference is None:
             intent.antecedent = antecedent_names(previous_answer(exchanges), previous)
     return intent
 
