@@ -436,6 +436,7 @@ def test_a_figure_asked_per_unit_in_a_follow_up_is_refused_and_says_per_what(
         {"role": "assistant", "content": "70 agents, sur différents sites."},
     ]
     assert pipeline.answer("Ils sont combien sur chaque site ?", sites).refused  # spoken word order
+    assert pipeline.answer("Ses agents sont combien sur chaque campus ?", sites).refused
 
 
 def test_an_impersonal_il_y_a_is_no_follow_up() -> None:

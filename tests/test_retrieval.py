@@ -591,7 +591,11 @@ def test_a_rank_points_to_that_item_of_the_previous_answer(retriever: Retriever)
     # An answer of the app lists rows as bullets, « subject — « observation » [n] ».
     rows = _said(
         "Quelles sont les limites de l'ENTPE ?",
-        "**Scénario ENTPE › Limites**\n- Géographie — « Oui » [1]\n- Finances : dotation — « 780 k€ » [2]",
+        "**Scénario ENTPE › Limites**\n- Géographie : capacité ? — « Oui » [1]\n"
+        "- Finances : dotation — « 780 k€ » [2]",
+    )
+    assert understand("Le premier, c'est-à-dire ?", rows).standalone.startswith(
+        "Géographie : capacité, c'est"
     )
     assert understand("Le deuxième, tu peux détailler ?", rows).standalone.startswith("Finances : dotation,")
 

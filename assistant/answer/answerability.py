@@ -90,9 +90,9 @@ COUNT_Q = re.compile(
 COUNT_PRONOUN_Q = re.compile(
     r"\bcombien (?:y en a|en (?:a|compte|comptera|compterait)|"
     r"(?:sont|seront|seraient|etaient)-(?:ils|elles))|"
-    # The same in speech, the subject first (« Et ils sont combien sur chaque site ? », « y en a
-    # combien ? »; blind4 q1264's kind).
-    r"\b(?:ils|elles|on) (?:sont|seront|seraient|etaient|est|serait) combien\b|\by en a combien\b"
+    # The same in speech, the subject first (« Et ils sont combien sur chaque site ? », « ses
+    # agents sont combien ? », « y en a combien ? »; blind4 q1264's kind).
+    r"\b(?:sont|seront|seraient|etaient) combien\b|\b(?:on|il) (?:est|serait) combien\b|\by en a combien\b"
 )
 AMOUNT_Q = re.compile(
     r"\b(budgets?|couts?|coute(?:nt|ra|rait|raient|ront)?|montants?|salaires?|remunerations?|frais|prix|tarifs?|dotations?|"
@@ -286,7 +286,8 @@ TYPE_TERMS = content_terms(domain.words("type_terms"))
 # (« par site », « chaque année », « annuel »); a total is no answer to it. French locutions
 # where « par » distributes nothing (« par exemple », « par rapport à ») are not units.
 DISTRIBUTIVE_Q = re.compile(
-    r"\b(?:par|chaque|pour (?:un|une|chaque))\s+(?!(?:exemple|rapport|ailleurs|consequent|contre|"
+    r"\b(?:(?:sur|dans|en|a)\s+(?=chaque))?(?:par|chaque|pour (?:un|une|chaque))\s+"
+    r"(?!(?:exemple|rapport|ailleurs|consequent|contre|"
     r"le|la|les|l|un|une|des|du|de|d|leur|leurs|son|sa|ses|ce|cet|cette|ces)\b)(?P<unit>[a-z]{2,})\b"
 )
 # An address or a way to reach someone (« l'adresse exacte des bureaux », « le numéro de

@@ -96,7 +96,7 @@ def find_reference(question: str, exchanges: Sequence[Exchange]) -> OrdinalRefer
             article = re.search(r"\b(?:le|la|l')\s*$", folded[: match.start("rank")])
             if article:
                 start = article.start()
-            return OrdinalReference((start, end), items[rank])
+            return OrdinalReference((start, end), items[rank].rstrip(" ?!.:;"))
     return None
 
 
