@@ -34,15 +34,17 @@ _RANKS = {
 # General French nouns for « an item of a list »: an ordinal before one of them still points
 # into a list (« le dernier point de la liste »); before any other noun it is that noun's rank.
 _ITEM_NOUNS = r"(?:points?|elements?|items?)"
-# The ordinal as a pronoun: after an article, followed by the end of the clause, « de ta liste »,
-# « de ces universités », or an item noun. ``noun`` is what « de ces … » names, if anything.
+# The ordinal as a pronoun: after an article, with its item noun, « de ta liste » or « de ces
+# universités » if any, then the end of the clause or a word that opens another (a pronoun, « que »,
+# an adverb). ``noun`` is what « de ces … » names, if anything.
 _RANK_WORDS = "|".join(sorted(map(re.escape, _RANKS), key=len, reverse=True))
 ORDINAL = re.compile(
     r"\b(?:le|la|l'|au|du|les)\s*(?P<rank>" + _RANK_WORDS + r")"
     rf"(?:\s+{_ITEM_NOUNS})?"
-    r"(?=\s*(?:[,?!:;.]|$|\s+(?:de\s+(?:ta|la|cette|votre)\s+(?:liste|enumeration|reponse)|"
-    r"(?:de|d')\s*(?:ces|tes|vos)\s+(?P<noun>[a-z-]+)|de la liste|cite|mentionne|tu|il|elle|ils|elles|on|"
-    r"qu|que|c'est|alors|maintenant|ensuite|plutot)\b))"
+    r"(?:\s+de\s+(?:ta|la|cette|votre)\s+(?:liste|enumeration|reponse)\b|"
+    r"\s+(?:de|d')\s*(?:ces|tes|vos)\s+(?P<noun>[a-z-]+))?"
+    r"(?=\s*(?:[,?!:;.]|$)|\s+(?:cite|mentionne|tu|il|elle|ils|elles|on|qu|que|c'est|alors|maintenant|"
+    r"ensuite|plutot)\b)"
 )
 # Where an answer's list starts and how its items are separated: after a colon when there is
 # one, at top level (not inside parentheses), by commas, semicolons and the last « et » / « ou ».
@@ -50,7 +52,8 @@ _SEPARATOR = re.compile(r"\s*[,;]\s*")
 _CONJUNCTION = re.compile(r"\s+(?:et|ou)\s+")
 # « et » inside an item (« la production et la médiatisation de contenus ») joins two nouns of
 # one item; between two short names (« Caen Normandie et Lorraine ») or before the list's last
-# item it separates items. Short: at most this many words on each side.
+# item it separates items. Short: at most this many words on each side, the length of the names
+# the dossier lists this way (« Caen Normandie », « Gustave Eiffel »).
 SHORT_ITEM = 3
 _BULLET = re.compile(r"^\s*(?:[-•*]|\d+[.)])\s+(.*)$")
 _MARKUP = re.compile(r"\[\d+\]|[*_#>`]")
@@ -86,12 +89,7 @@ def find_reference(question: str, exchanges: Sequence[Exchange]) -> OrdinalRefer
     for exchange in _candidates(exchanges, noun):
         items = answer_items(exchange)
         if len(items) >= 2 and (rank < 0 or rank < len(items)):
-            end = match.end()
-            tail = re.match(r"\s+de\s+(?:ta|la|cette|votre)\s+(?:liste|enumeration|reponse)\b", folded[end:])
-            tail = tail or re.match(r"\s+(?:de|d')\s*(?:ces|tes|vos)\s+[a-z-]+", folded[end:])
-            if tail:
-                end += tail.end()
-            start = match.start("rank")
+            start, end = match.start("rank"), match.end()
             # « le »/« la » before the ordinal goes with it: the item replaces both.
             article = re.search(r"\b(?:le|la|l')\s*$", folded[: match.start("rank")])
             if article:
@@ -176,15 +174,21 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", _MARKUP.sub(" ", text)).strip()
 
 
-def _split_top_level(text: str) -> list[str]:
-    """``text`` cut at its separators outside parentheses, so that « les compétences
-    (pédagogies, numérique, expertise) » stays one item."""
+def _depths(text: str) -> list[int]:
+    """How many parentheses are open at each character of ``text``."""
     depth, depths = 0, []
-    cuts: list[tuple[int, int]] = []
     for ch in text:
         depth += ch == "("
         depths.append(depth)
         depth -= ch == ")" and depth > 0
+    return depths
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` cut at its separators outside parentheses, so that « les compétences
+    (pédagogies, numérique, expertise) » stays one item."""
+    depths = _depths(text)
+    cuts: list[tuple[int, int]] = []
     for m in _SEPARATOR.finditer(text):
         if not depths[m.start()] and (not cuts or m.start() >= cuts[-1][1]):
             cuts.append((m.start(), m.end()))
@@ -205,11 +209,7 @@ def _split_top_level(text: str) -> list[str]:
 def _at_conjunction(part: str, last: bool) -> list[str]:
     """A comma-separated part cut at its top-level « et » / « ou »: the list's last one before its
     last item; elsewhere only between two short names."""
-    depth, depths = 0, []
-    for ch in part:
-        depth += ch == "("
-        depths.append(depth)
-        depth -= ch == ")" and depth > 0
+    depths = _depths(part)
     joints = [m for m in _CONJUNCTION.finditer(part) if not depths[m.start()]]
     if not joints:
         return [part]
