@@ -14,6 +14,7 @@ refusal_accuracy / false_refusal_rate / fact_coverage for each variant. Asserts 
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import sys
@@ -83,20 +84,37 @@ KEYS = ("refusal_accuracy", "false_refusal_rate", "fact_coverage")
 
 
 class CachedRetriever:
-    """The retriever, each question searched once (the rules act after retrieval)."""
+    """The retriever, each question searched once (the rules act after retrieval).
+
+    Retrieval also settles part of the understanding (``Retriever._drop_missing_sections``,
+    ``_list_unwritten_topic`` change the intent): the intent as retrieval left it is kept with
+    the result and given back on every later call, or a variant run second would answer from
+    another reading of the question than the first."""
 
     def __init__(self, retriever: Retriever) -> None:
         self._retriever = retriever
-        self._seen: dict[Any, Any] = {}
+        self._seen: dict[Any, tuple[Any, dict[str, Any]]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._retriever, name)
 
     def retrieve(self, intent: Any, scenarios: Any = None, sections: Any = None, k: int = 10) -> Any:
-        key = (intent.search_text, tuple(intent.conversation), intent.previous_answer, intent.follow_up, k)
+        key = (
+            intent.question,
+            intent.search_text,
+            tuple(intent.conversation),
+            intent.previous_answer,
+            intent.follow_up,
+            repr(scenarios),
+            repr(sections),
+            k,
+        )
         if key not in self._seen:
-            self._seen[key] = self._retriever.retrieve(intent, scenarios, sections, k)
-        return self._seen[key]
+            found = self._retriever.retrieve(intent, scenarios, sections, k)
+            self._seen[key] = (found, copy.deepcopy(vars(intent)))
+        found, settled = self._seen[key]
+        vars(intent).update(copy.deepcopy(settled))
+        return copy.deepcopy(found)
 
 
 def main() -> None:

@@ -450,6 +450,39 @@ def test_an_impersonal_il_y_a_is_no_follow_up() -> None:
     assert understand("Il est prévu où ?", history).follow_up  # « il »: a subject
 
 
+def test_a_demonstrative_pronoun_points_back() -> None:
+    history = [
+        {"role": "user", "content": "Le CIPEN, il forme qui en interne ?"},
+        {"role": "assistant", "content": "Les acteurs de la pédagogie : enseignants et formateurs."},
+    ]
+    assert understand("Ça représente quoi en volume ?", history).follow_up
+    assert understand("Et cela se passe sur quel campus ?", history).follow_up
+    assert not understand("Quelles sont les limites du scénario ENTPE sur le calendrier ?", history).follow_up
+
+
+def test_names_asked_of_things_and_the_spoken_cleft_ask_no_person(pipeline: AnswerPipeline) -> None:
+    """« nommément » without « qui » asks the names of things; « c'est qui qui … » asks who acts,
+    which may be a body. « Qui … nommément » and a bare « Et c'est qui ? » still ask a person."""
+    platforms = pipeline.answer(
+        "Quelles plateformes de formation du ministère et de l'État la fiche CMVRH cite-t-elle, nommément ?"
+    )
+    assert not platforms.refused
+    languages = [
+        {"role": "user", "content": "Que propose le CIPEN pour la formation aux langues ?"},
+        {"role": "assistant", "content": "Le CIPEN forme aux langues, au numérique (PIX) et à la pédagogie."},
+    ]
+    cleft = pipeline.answer(
+        "Et le conseil pour rendre les locaux plus collaboratifs, c'est qui qui s'en charge ?", languages
+    )
+    assert not cleft.refused
+    assert pipeline.answer("Qui siégerait nommément au comité de suivi, côté ministère ?").refused
+    director = [
+        {"role": "user", "content": "Quand le CMA a-t-il recruté un directeur ?"},
+        {"role": "assistant", "content": "En 2016, après la préfiguration du centre en 2015."},
+    ]
+    assert pipeline.answer("Et c'est qui ?", director).refused
+
+
 def test_a_place_refused_names_the_most_specific_thing_asked_about(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer("Où est implanté le Cerema qui conforte l'expertise de l'ENTPE ?")
     assert answer.refused

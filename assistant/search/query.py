@@ -191,9 +191,11 @@ def topic_text(question: str, sections: list[str]) -> str:
 
 
 # Words pointing back to the previous question or answer (« ce bachelor », « s'y ajouter »,
-# « ils », « ses missions »), but not the « -t-il » of an inverted question.
+# « ils », « ses missions », « ça représente quoi ? »), but not the « -t-il » of an inverted
+# question. The demonstratives « ça », « cela », « ceci » since dev q258 (blind6 q1769's kind).
 ANAPHORA_PATTERN = re.compile(
-    r"(?<![-\w])(y|s.y|l.y|il|ils|elle|elles|lui|eux|celui|celle|ceux|ce dernier|cette derniere)(?![-\w])|"
+    r"(?<![-\w])(y|s.y|l.y|il|ils|elle|elles|lui|eux|celui|celle|ceux|ce dernier|cette derniere|"
+    r"ca|cela|ceci)(?![-\w])|"
     r"\b(ce|cet|cette|ces) (?!scenario|dossier|document)[a-z]+|\bmeme[s]?\b|en plus|en outre|"
     r"\b(son|sa|ses|leurs?) (?!scenario|dossier|document)[a-z]+"
 )
