@@ -495,6 +495,14 @@ def test_the_names_of_a_refusal_read_as_french_with_the_dossiers_articles(pipeli
     assert "il ne donne aucun nombre d'agents pour l'ENTPE, le CMA et Lyon." in answer.text
 
 
+def test_an_opinion_asked_by_favorable_or_penser_de_needs_the_bodys_stance(pipeline: AnswerPipeline) -> None:
+    assert pipeline.answer("La DRI serait-elle plutôt favorable à l'option CMVRH ?").refused
+    assert pipeline.answer("Qu'est-ce que la DGAFP pense de l'option ENTPE ?").refused
+    # A scenario's own body asked the same: its sheet or note is its stance, no refusal.
+    own = pipeline.answer("L'Université Gustave Eiffel est-elle favorable au rattachement du CMA ?")
+    assert not own.refused
+
+
 def test_a_name_the_dossier_gives_no_article_takes_the_questions(pipeline: AnswerPipeline) -> None:
     answer = pipeline.answer("Qu'en pense la DRH du ministère, du scénario CMVRH ?")
     assert answer.refused

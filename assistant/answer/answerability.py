@@ -260,7 +260,12 @@ OPINION_Q = re.compile(
     r"\ben (?:pense|pensent|penserai\w*) quoi\b|\bpour ou contre\b|\bprononce\w*\b|"
     r"\b(?:son|leur) (?:feu vert|accord|aval)\b|\b(?:repondu|repond|repondent) quoi\b|"
     r"\b(?:quelle|la|sa|leur) (?:position|reponse)\b|"
-    r"\b(?:quel|son|leur) (?:avis|point de vue|opinion)\b|\bl.(?:avis|opinion)\b"
+    r"\b(?:quel|son|leur) (?:avis|point de vue|opinion)\b|\bl.(?:avis|opinion)\b|"
+    # « Qu'est-ce que le MESRI pense de… », « ils pensent quoi de… », « le Cerema est favorable
+    # à… » (dev q262–q263, from blind6 q1713 and q1715's kind).
+    r"\bpens(?:e|ent|ait|aient|erait|eraient)\s+(?:quoi|de|du|des|d.)\b|"
+    r"\b(?:est|sont|serait|seraient|etait|etaient|soit|soient)(?:-(?:il|elle|ils|elles))?\s+"
+    r"(?:plutot\s+)?(?:favorables?|defavorables?|opposee?s?)\b"
 )
 STANCE_TERMS = content_terms(domain.words("stance_terms"))
 QUOTED = re.compile(r"[«\"“]\s*([^»\"”]+?)\s*[»\"”]")
