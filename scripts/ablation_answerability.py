@@ -84,37 +84,23 @@ KEYS = ("refusal_accuracy", "false_refusal_rate", "fact_coverage")
 
 
 class CachedRetriever:
-    """The retriever, each question searched once (the rules act after retrieval).
-
-    Retrieval also settles part of the understanding (``Retriever._drop_missing_sections``,
-    ``_list_unwritten_topic`` change the intent): the intent as retrieval left it is kept with
-    the result and given back on every later call, or a variant run second would answer from
-    another reading of the question than the first."""
+    """The retriever, each question searched once (the rules act after retrieval). Retrieval
+    returns the question as it finished understanding it (``RetrievalResult.intent``) and leaves
+    the given intent alone, so a cached result answers every variant from the same reading;
+    each call gets its own copy, which a variant may change."""
 
     def __init__(self, retriever: Retriever) -> None:
         self._retriever = retriever
-        self._seen: dict[Any, tuple[Any, dict[str, Any]]] = {}
+        self._seen: dict[Any, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._retriever, name)
 
     def retrieve(self, intent: Any, scenarios: Any = None, sections: Any = None, k: int = 10) -> Any:
-        key = (
-            intent.question,
-            intent.search_text,
-            tuple(intent.conversation),
-            intent.previous_answer,
-            intent.follow_up,
-            repr(scenarios),
-            repr(sections),
-            k,
-        )
+        key = (repr(intent), repr(scenarios), repr(sections), k)
         if key not in self._seen:
-            found = self._retriever.retrieve(intent, scenarios, sections, k)
-            self._seen[key] = (found, copy.deepcopy(vars(intent)))
-        found, settled = self._seen[key]
-        vars(intent).update(copy.deepcopy(settled))
-        return copy.deepcopy(found)
+            self._seen[key] = self._retriever.retrieve(intent, scenarios, sections, k)
+        return copy.deepcopy(self._seen[key])
 
 
 def main() -> None:

@@ -181,10 +181,9 @@ class AnswerPipeline:
         started = time.perf_counter()
         question = self.check_question(question)
         history = as_exchanges(history)  # once: understanding and the assessment both read it
-        intent = understand(question, history)
-        found = self.retriever.retrieve(intent, scenarios, sections, RETRIEVE_K)
+        found = self.retriever.retrieve(understand(question, history), scenarios, sections, RETRIEVE_K)
         timings = {"retrieve_ms": found.timings.get("total_ms", 0.0)}
-        plan = self.plan(question, intent, found, history)
+        plan = self.plan(question, found, history)
         yield PassagesEvent(plan.context)
         answer = self.start(plan)
         if plan.mode is Mode.REFUSAL:
@@ -222,10 +221,10 @@ class AnswerPipeline:
         return question
 
     # -- decide ------------------------------------------------------------------------------
-    def plan(
-        self, question: str, intent: QueryIntent, found: RetrievalResult, history: History | None
-    ) -> AnswerPlan:
-        """Decide whether the dossier answers, the kind of answer, and the lines it quotes."""
+    def plan(self, question: str, found: RetrievalResult, history: History | None) -> AnswerPlan:
+        """Decide whether the dossier answers, the kind of answer, and the lines it quotes, from
+        the question as retrieval finished understanding it (``found.intent``)."""
+        intent = found.intent
         wanted = topic_terms(intent.standalone)
         passages = [p for p in found.passages if not looks_like_instructions(p.text)]
         verdict = self.assessor.assess(

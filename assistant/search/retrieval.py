@@ -12,6 +12,7 @@ because no such model ships in a registry package here.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import itertools
 import re
@@ -220,12 +221,13 @@ class Retriever:
         sections: Sequence[str] | None = None,
         k: int | None = None,
     ) -> RetrievalResult:
-        """The passages for an understood question: fused, boosted, filtered, best first."""
+        """The passages for an understood question: fused, boosted, filtered, best first. The
+        result carries the question as ``settle`` finished understanding it; ``intent`` itself is
+        left as it was given."""
         started = time.perf_counter()
         k = k or self.settings.top_k
         tuning = self.settings
-        self._drop_missing_sections(intent)
-        self._list_unwritten_topic(intent)
+        intent = self.settle(intent)
         timings: dict[str, float] = {}
         allowed = self._allowed(scenarios, sections)
         domain_similarity: float | None = None
@@ -552,6 +554,15 @@ class Retriever:
         if intent.sections and metadata.get("section_kind") in intent.sections:
             factor *= 1.0 + self.settings.section_boost
         return score * factor
+
+    def settle(self, intent: QueryIntent) -> QueryIntent:
+        """The understanding finished with what only the index knows — which sections each
+        scenario's document has, which words it writes — as a new intent (``intent`` is not
+        changed): every reader of the question's meaning after retrieval reads the result's."""
+        settled = copy.deepcopy(intent)
+        self._drop_missing_sections(settled)
+        self._list_unwritten_topic(settled)
+        return settled
 
     def _drop_missing_sections(self, intent: QueryIntent) -> None:
         """A section inherited from the previous question that none of the follow-up's scenarios
