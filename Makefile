@@ -89,7 +89,7 @@ check: install-dev
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# Quality gate (default settings, extractive backend): the development set, and the seven blind
+# Quality gate (default settings, extractive backend): the development set, and the eight blind
 # sets against thresholds set from their measured figures (evals/thresholds-*.json). The sets
 # are checked first: verbatim evidence, and no blind question a near rewording of a dev one.
 gate: install
@@ -100,6 +100,7 @@ gate: install
 	$(PY) evals/check_set.py evals/blind4.jsonl --against evals/qa.jsonl
 	$(PY) evals/check_set.py evals/blind5.jsonl --against evals/qa.jsonl
 	$(PY) evals/check_set.py evals/blind6.jsonl --against evals/qa.jsonl
+	$(PY) evals/check_set.py evals/blind7.jsonl --against evals/qa.jsonl
 	$(VENV)/bin/assistant eval evals/qa.jsonl --mode retrieval --gate
 	$(VENV)/bin/assistant eval evals/qa.jsonl --mode answer --llm extractive --gate
 	$(VENV)/bin/assistant eval evals/blind.jsonl --mode retrieval --gate --thresholds evals/thresholds-blind.json
@@ -116,6 +117,8 @@ gate: install
 	$(VENV)/bin/assistant eval evals/blind5.jsonl --mode answer --llm extractive --gate --thresholds evals/thresholds-blind5.json
 	$(VENV)/bin/assistant eval evals/blind6.jsonl --mode retrieval --gate --thresholds evals/thresholds-blind6.json
 	$(VENV)/bin/assistant eval evals/blind6.jsonl --mode answer --llm extractive --gate --thresholds evals/thresholds-blind6.json
+	$(VENV)/bin/assistant eval evals/blind7.jsonl --mode retrieval --gate --thresholds evals/thresholds-blind7.json
+	$(VENV)/bin/assistant eval evals/blind7.jsonl --mode answer --llm extractive --gate --thresholds evals/thresholds-blind7.json
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not llm and not browser"

@@ -78,6 +78,7 @@ VARIANTS: dict[str, Callable[[], Any] | None] = {
     "liste amount_kinds vide": _emptied(answerability, "AMOUNT_KINDS", []),
     "liste type_terms vide": _emptied(answerability, "TYPE_TERMS", set()),
     "liste request_terms vide": _emptied(extractive, "REQUEST_TERMS", set()),
+    "liste name_heads vide": _off("NAMED_BY"),
     "liste section_request_terms vide": _emptied(query, "_GENERIC", frozenset()),
 }
 KEYS = ("refusal_accuracy", "false_refusal_rate", "fact_coverage")

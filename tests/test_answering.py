@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant import domain
-from assistant.answer.answerability import _entity_pattern, corpus_article
+from assistant.answer.answerability import PERSON_Q, _entity_pattern, corpus_article
 from assistant.answer.citations import find_quotes, quote_is_verbatim
 from assistant.answer.extractive import (
     LISTING_LEAD,
@@ -48,7 +48,7 @@ from assistant.search.query import understand
 from assistant.search.retrieval import Retriever
 from assistant.service import Assistant
 from assistant.settings import Settings
-from assistant.text import analyze, contains
+from assistant.text import analyze, contains, fold
 from tests.conftest import CORPUS_SOURCE, make_settings
 
 
@@ -403,6 +403,46 @@ def test_an_acronym_is_mentioned_by_the_words_it_stands_for() -> None:
 def test_a_feminine_participle_has_the_stem_of_its_masculine() -> None:
     assert analyze("créée") == analyze("créé") == analyze("créées")
     assert analyze("année") == analyze("années")
+
+
+def test_a_body_or_place_the_dossier_never_names_is_refused_beside_names_it_writes(
+    pipeline: AnswerPipeline,
+) -> None:
+    # The CMA and the ENTPE are the dossier's; the ministry, the acronym and the town named by
+    # « université de » are not: the dossier cannot say what they do (dev q160, q264, q265).
+    for question, name in [
+        ("Le ministère de la Justice a-t-il un centre de formation à distance comme le CMA ?", "Justice"),
+        ("L'ENTPE a-t-elle déjà travaillé avec l'AFPA sur des formations à distance ?", "AFPA"),
+        ("Le CMA a-t-il déjà collaboré avec l'université de Strasbourg ?", "Strasbourg"),
+    ]:
+        answer = pipeline.answer(question)
+        assert answer.refused and f"nomme ({name})" in answer.text
+    # A name that no noun of body or place introduces is left to the other checks (« après le
+    # Covid » dates the question); capitalised common nouns the dossier writes are no unknown name.
+    assessor = pipeline.assessor
+    assert assessor.unknown_names("Après le Covid, quel appui le CMA pourrait-il apporter au CMVRH ?") is None
+    assert not pipeline.answer(
+        "D'après la note, l'Université Gustave Eiffel sait-elle gérer les corps du Ministère ?"
+    ).refused
+
+
+def test_a_function_named_first_then_asked_who_and_a_decision_asked_in_the_end(
+    pipeline: AnswerPipeline,
+) -> None:
+    # Spoken order: the function, then « c'est qui ? » (dev q269); « en fin de compte » says
+    # « finalement » (dev q270). A body asked « c'est qui ? » is no person (« La DGAFP »).
+    assert "nom d'aucune personne" in pipeline.answer("Le responsable du CIPEN, c'est qui au juste ?").text
+    assert PERSON_Q.search(fold("la présidente, elle s'appelle comment ?"))
+    assert not PERSON_Q.search(fold("La DGAFP, c'est qui ?"))
+    answer = pipeline.answer("En fin de compte, quel rattachement a été préféré pour le CMA ?")
+    assert answer.refused and "aucune décision" in answer.text
+
+
+def test_an_amount_asked_in_speech_needs_an_amount(pipeline: AnswerPipeline) -> None:
+    # « C'est quoi le … ? » is the spoken « quel est le … ? » (dev q267–q268).
+    assert pipeline.answer("C'est quoi le salaire d'un agent du CIPEN ?").refused
+    answer = pipeline.answer("C'est quoi la masse salariale du CMA, en gros ?")
+    assert not answer.refused and "780 k€" in answer.text
 
 
 def test_a_refused_amount_names_what_was_to_be_priced(pipeline: AnswerPipeline) -> None:
